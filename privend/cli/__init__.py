@@ -1,0 +1,1 @@
+"""The `privend` command line."""
