@@ -1,18 +1,19 @@
 """Catalogs: the one place for facts about GPU instance types and open models.
 
 Each catalog is a data file beside this module, loaded once and validated with
-pydantic; everything else asks these loaders.
+pydantic; everything else asks these loaders (`gpu_catalog()`, `model_catalog()`).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from math import gcd
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from privend.errors import InputError
@@ -35,7 +36,10 @@ class GpuInstanceType(_CatalogModel):
     name: str
     gpus: int = Field(gt=0)
     gpu_model: str
+    # What a serving engine can allocate per GPU; sizing uses this one.
     gpu_memory_gib: Decimal = Field(gt=0, alias="gpuMemoryGiB")
+    # The marketing figure (24 for an L4), for people reading a quote.
+    gpu_memory_nominal_gb: int = Field(gt=0, alias="gpuMemoryNominalGB")
     vcpus: int = Field(gt=0)
     memory_gib: int = Field(gt=0, alias="memoryGiB")
     quota_code: Literal["L-DB2E81BA", "L-417A185B"]
@@ -54,6 +58,7 @@ class GpuCatalog(_CatalogModel):
     region: str
     currency: Literal["USD"]
     prices_read_on: str
+    price_source: str
     quota_codes: dict[str, str]
     instances: dict[str, GpuInstanceType]
 
@@ -77,3 +82,60 @@ def gpu_catalog() -> GpuCatalog:
     """The GPU instance catalog, loaded once per process."""
     raw = yaml.safe_load((CATALOG_DIR / "gpu_instances.yaml").read_text())
     return GpuCatalog.model_validate(raw)
+
+
+class OpenModel(_CatalogModel):
+    """One open model from the Hugging Face hub, as its config.json describes it."""
+
+    id: str = Field(pattern=r"^[^/\s]+/[^/\s]+$")
+    parameters: int = Field(gt=0)
+    layers: int = Field(gt=0)
+    attention_heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    max_context: int = Field(gt=0)
+    default_dtype: Literal["bfloat16", "float16"]
+
+    @model_validator(mode="after")
+    def _kv_heads_group_attention_heads(self) -> OpenModel:
+        # Grouped-query attention shares each KV head among a whole number of
+        # query heads; anything else is a typo in the catalog.
+        if self.attention_heads % self.kv_heads:
+            raise ValueError(
+                f"{self.id}: kvHeads {self.kv_heads} does not divide attentionHeads {self.attention_heads}"
+            )
+        return self
+
+    def valid_shard_counts(self, up_to: int) -> list[int]:
+        """Tensor-parallel shard counts from 1 to `up_to` that this model accepts.
+
+        TGI and vLLM split attention heads and KV heads evenly across shards, so a
+        count is valid when it divides both.
+        """
+        common = gcd(self.attention_heads, self.kv_heads)
+        return [n for n in range(1, up_to + 1) if common % n == 0]
+
+
+class ModelCatalog(_CatalogModel):
+    models: dict[str, OpenModel]
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _id_entries(cls, value: dict) -> dict:
+        return {model_id: {"id": model_id, **spec} for model_id, spec in value.items()}
+
+    def get(self, model_id: str) -> OpenModel:
+        try:
+            return self.models[model_id]
+        except KeyError:
+            raise InputError(
+                f"model {model_id!r} is not in the model catalog "
+                f"(known: {', '.join(sorted(self.models))})"
+            ) from None
+
+
+@lru_cache(maxsize=1)
+def model_catalog() -> ModelCatalog:
+    """The open model catalog, loaded once per process."""
+    raw = yaml.safe_load((CATALOG_DIR / "models.yaml").read_text())
+    return ModelCatalog.model_validate(raw)

@@ -1,1 +1,56 @@
-"""The `privend` command line."""
+"""The `privend` command line: thin commands over the control plane.
+
+Errors the control plane raises on purpose (privend.errors) become one line on
+stderr with their exit code: 1 operation failed, 2 bad input, 3 policy violation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from privend.errors import PrivendError
+
+DEFAULT_ENV = "dev"
+
+
+def env_option(func):
+    return click.option(
+        "--env", "env", default=lambda: os.environ.get("PRIVEND_ENV", DEFAULT_ENV), show_default="PRIVEND_ENV or dev",
+        help="Environment (stack file stacks/Pulumi.<env>.yaml).",
+    )(func)
+
+
+def format_option(func):
+    return click.option(
+        "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+        help="table for people, json for machines.",
+    )(func)
+
+
+class PrivendGroup(click.Group):
+    """Turns PrivendError into one line and its exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PrivendError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=PrivendGroup)
+@click.version_option(package_name="private-endpoint")
+def main() -> None:
+    """Private Endpoint control plane: plan and run private LLM endpoints."""
+
+
+def _register() -> None:
+    from privend.cli import plan as plan_cmd
+
+    main.add_command(plan_cmd.plan)
+
+
+_register()

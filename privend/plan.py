@@ -1,0 +1,61 @@
+"""Offline plans: run the platform (and later endpoint) programs and render what they declare."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from privend.config import EnvironmentConfig, load_environment
+from privend.offline import OfflineCloud, StackPlan, run_program
+
+
+def plan_platform(cfg: EnvironmentConfig) -> StackPlan:
+    from privend.platform import platform_program  # imports the Pulumi SDKs; keep `privend --help` fast
+
+    return run_program(lambda: platform_program(cfg), stack=cfg.environment, cloud=OfflineCloud(cfg.region))
+
+
+def plan_environment(env: str) -> list[StackPlan]:
+    cfg = load_environment(env)
+    return [plan_platform(cfg)]
+
+
+def plan_json(plans: Iterable[StackPlan]) -> str:
+    """Deterministic JSON: resources sorted by stack and URN, keys sorted."""
+    resources = [r.to_json() for plan in plans for r in plan.resources]
+    resources.sort(key=lambda r: (r["stack"], r["urn"]))
+    return json.dumps(resources, indent=2, sort_keys=True, default=str)
+
+
+def _label(resource: Any) -> str:
+    return f"[bold]{resource.name}[/bold] [dim]{resource.type}[/dim]"
+
+
+def render_table(plans: list[StackPlan], console: Console) -> None:
+    for plan in plans:
+        tree = Tree(f"[bold cyan]stack {plan.stack}[/bold cyan] ({len(plan.resources)} resources)")
+        nodes: dict[str, Tree] = {}
+        children: dict[str | None, list] = {}
+        for resource in plan.resources:
+            children.setdefault(resource.parent, []).append(resource)
+
+        def add(parent_node: Tree, parent_urn: str | None) -> None:
+            for resource in sorted(children.get(parent_urn, []), key=lambda r: (r.custom, r.type, r.name)):
+                node = parent_node.add(_label(resource))
+                nodes[resource.urn] = node
+                add(node, resource.urn)
+
+        add(tree, None)
+        console.print(tree)
+        counts = Table(title=f"{plan.stack}: resources by type", show_lines=False)
+        counts.add_column("type")
+        counts.add_column("count", justify="right")
+        for type_, count in sorted(Counter(r.type for r in plan.resources).items()):
+            counts.add_row(type_, str(count))
+        counts.add_row("[bold]total[/bold]", f"[bold]{len(plan.resources)}[/bold]")
+        console.print(counts)

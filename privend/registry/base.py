@@ -1,0 +1,165 @@
+"""The registry interface that every backend implements, and the rules they share.
+
+Every method is scoped by env (`dev`, `staging`, `prod`): one store can hold
+the records of several environments without them seeing each other.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import JsonValue
+
+from privend.registry import errors
+from privend.registry.models import (
+    Endpoint,
+    EndpointStatus,
+    SubscriptionSegment,
+    Tenant,
+    check_subscription,
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Registry(abc.ABC):
+    """Tenants, endpoints and their subscription history, with atomic conditional writes.
+
+    Errors: `errors.NotFound` (an InputError) for a missing record, `InputError`
+    for a duplicate or a refused delete, `errors.ConflictError` when
+    `expected_version` no longer matches. Each carries a one-line message.
+    """
+
+    # -- tenants --
+
+    @abc.abstractmethod
+    def create_tenant(self, tenant: Tenant) -> Tenant:
+        """Store `tenant`; refused if a tenant of that name exists in its env."""
+
+    @abc.abstractmethod
+    def get_tenant(self, env: str, name: str) -> Tenant: ...
+
+    @abc.abstractmethod
+    def list_tenants(self, env: str) -> list[Tenant]:
+        """All tenants of `env`, sorted by name."""
+
+    @abc.abstractmethod
+    def delete_tenant(self, env: str, name: str) -> None:
+        """Delete a tenant; refused while it has endpoints, even ones created concurrently."""
+
+    # -- endpoints --
+
+    @abc.abstractmethod
+    def create_endpoint(
+        self, endpoint: Endpoint, subscription: Sequence[SubscriptionSegment]
+    ) -> Endpoint:
+        """Store `endpoint` with its subscription history, all or nothing.
+
+        Refused if the endpoint exists or its tenant does not; of two concurrent
+        creators of one name exactly one succeeds.
+        """
+
+    @abc.abstractmethod
+    def get_endpoint(self, env: str, name: str) -> Endpoint: ...
+
+    @abc.abstractmethod
+    def list_endpoints(self, env: str, tenant: str | None = None) -> list[Endpoint]:
+        """Endpoints of `env` (of one tenant if given), sorted by name."""
+
+    @abc.abstractmethod
+    def get_subscription(self, env: str, name: str) -> list[SubscriptionSegment]:
+        """The endpoint's subscription history, oldest segment first."""
+
+    @abc.abstractmethod
+    def update_endpoint(
+        self,
+        env: str,
+        name: str,
+        *,
+        expected_version: int,
+        spec: dict[str, JsonValue] | None = None,
+        spec_hash: str | None = None,
+        status: EndpointStatus | None = None,
+        status_message: str | None = None,
+        deployed_hash: str | None = None,
+        subscription: Sequence[SubscriptionSegment] | None = None,
+    ) -> Endpoint:
+        """Change the given fields if the endpoint is still at `expected_version`.
+
+        None leaves a field as it is. `spec` and `spec_hash` change together.
+        `subscription` replaces the whole history. Returns the endpoint with
+        its version bumped by one and `updated_at` set to now.
+        """
+
+    @abc.abstractmethod
+    def delete_endpoint(self, env: str, name: str, expected_version: int) -> None:
+        """Delete the endpoint and its subscription history if still at `expected_version`."""
+
+    @abc.abstractmethod
+    def list_endpoints_needing_deploy(self, env: str) -> list[Endpoint]:
+        """Endpoints whose spec hash differs from the deployed one (or never deployed), by name."""
+
+    # -- lifetime --
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def updated_endpoint(
+    current: Endpoint,
+    *,
+    expected_version: int,
+    spec: dict[str, JsonValue] | None,
+    spec_hash: str | None,
+    status: EndpointStatus | None,
+    status_message: str | None,
+    deployed_hash: str | None,
+    subscription: Sequence[SubscriptionSegment] | None,
+) -> tuple[Endpoint, list[SubscriptionSegment] | None]:
+    """The record `update_endpoint` writes in place of `current`, and the new history if any.
+
+    Raises ConflictError if `current` is not at `expected_version`. Backends
+    still make the write itself conditional on the version: this check only
+    gives the early, precise message.
+    """
+    if (spec is None) != (spec_hash is None):
+        # A spec stored without its hash (or the reverse) would make
+        # list_endpoints_needing_deploy lie, so the two only change together.
+        raise TypeError("update_endpoint: pass spec and spec_hash together")
+    if current.version != expected_version:
+        raise errors.version_conflict(current.env, current.name, expected_version, current.version)
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "spec": spec,
+            "spec_hash": spec_hash,
+            "status": status,
+            "status_message": status_message,
+            "deployed_hash": deployed_hash,
+        }.items()
+        if value is not None
+    }
+    changes["version"] = current.version + 1
+    # Never move updated_at backwards, even if this host's clock is behind the last writer's.
+    changes["updated_at"] = max(utc_now(), current.updated_at)
+    # model_validate rather than model_copy(update=...): the new values get validated.
+    new = Endpoint.model_validate({**current.model_dump(), **changes})
+    history = check_subscription(subscription) if subscription is not None else None
+    return new, history

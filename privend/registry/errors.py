@@ -1,0 +1,55 @@
+"""The errors the registry raises, and their messages.
+
+Both backends build their errors here so an operator sees the same one line
+whichever backend holds the data; the tests check these lines on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from privend.errors import InputError, PrivendError
+
+
+class NotFound(InputError):
+    """A tenant or endpoint named by the operator does not exist (exit code 2)."""
+
+
+class ConflictError(PrivendError):
+    """A record changed between the read and the write: read it again and retry (exit code 1)."""
+
+
+def tenant_exists(env: str, name: str) -> InputError:
+    return InputError(f"tenant '{name}' already exists in env {env}")
+
+
+def tenant_not_found(env: str, name: str) -> NotFound:
+    return NotFound(f"tenant '{name}' not found in env {env}")
+
+
+def tenant_has_endpoints(env: str, name: str, endpoints: Sequence[str]) -> InputError:
+    listed = f": {', '.join(endpoints)}" if endpoints else ""
+    return InputError(
+        f"tenant '{name}' still has endpoints in env {env}{listed}; delete them first"
+    )
+
+
+def endpoint_exists(env: str, name: str) -> InputError:
+    return InputError(f"endpoint '{name}' already exists in env {env}")
+
+
+def endpoint_not_found(env: str, name: str) -> NotFound:
+    return NotFound(f"endpoint '{name}' not found in env {env}")
+
+
+def version_conflict(env: str, name: str, expected: int, actual: int) -> ConflictError:
+    return ConflictError(
+        f"endpoint '{name}' in env {env} is at version {actual}, not {expected}: "
+        "it changed since it was read; read it again and retry"
+    )
+
+
+def endpoint_busy(env: str, name: str) -> ConflictError:
+    return ConflictError(
+        f"endpoint '{name}' in env {env} is being changed by another writer; retry"
+    )
