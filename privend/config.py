@@ -258,7 +258,7 @@ def stacks_dir() -> Path:
     if override:
         return Path(override)
     local = Path.cwd() / "stacks"
-    if (local / "../Pulumi.yaml").resolve().is_file() or local.is_dir():
+    if local.is_dir():
         return local
     return Path(__file__).resolve().parent.parent / "stacks"
 

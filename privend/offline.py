@@ -43,6 +43,8 @@ class PlannedResource:
     inputs: dict[str, Any]  # secrets replaced by SECRET_PLACEHOLDER
     secret_paths: list[str] = field(default_factory=list)  # dotted paths of secret inputs
     provider: str | None = None
+    id: str | None = None  # the id the offline cloud assigned
+    outputs: dict[str, Any] = field(default_factory=dict)  # state the offline cloud answered with
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -202,14 +204,10 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            self._record(request, response.urn)
+            self._record(request, response.urn, response.id)
         return response
 
-    def ReadResource(self, request):
-        response = super().ReadResource(request)
-        return response
-
-    def _record(self, request, urn: str) -> None:
+    def _record(self, request, urn: str, rid: str) -> None:
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
         secret_paths: list[str] = []
         clean = redact(inputs, "", secret_paths)
@@ -217,7 +215,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         record = PlannedResource(
             stack=self.stack, type=request.type, name=request.name, urn=urn, parent=parent,
             custom=bool(request.custom), inputs=clean, secret_paths=sorted(secret_paths),
-            provider=request.provider or None,
+            provider=request.provider or None, id=rid or None,
+            outputs=redact(self.resources[urn].state) if urn in self.resources else {},
         )
         with self._lock:
             self.records.append(record)

@@ -161,7 +161,7 @@ def size_replica(
         f"model {model.id} in {precision} needs ~{needed:.0f} GiB "
         f"({weights:.0f} GiB weights + {MIN_CONCURRENT_REQUESTS * kv_per_request:.0f} GiB KV "
         f"for {MIN_CONCURRENT_REQUESTS} requests of {total_tokens} tokens); "
-        f"pool {pool_name} has {Decimal(pool_gpu_memory_gib).normalize()} GiB per GPU "
+        f"pool {pool_name} has {Decimal(pool_gpu_memory_gib).normalize():f} GiB per GPU "
         f"({usable_per_gpu:.1f} usable) and {_gpus(pool_max_gpus_per_node)} per node at most"
     )
 
