@@ -1,0 +1,5 @@
+"""`python -m privend` runs the CLI."""
+
+from privend.cli import main
+
+main()
