@@ -38,6 +38,7 @@ class Cluster(pulumi.ComponentResource):
     oidc_issuer: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("private-endpoint:cluster:Cluster", name, None, opts)
@@ -55,6 +56,7 @@ class Cluster(pulumi.ComponentResource):
         self.certificate_authority = self.cluster.certificate_authority.apply(lambda ca: ca["data"])
         self.oidc_provider_arn = self.oidc_provider.arn
         self.node_role_arn = self.node_role.arn
+        self.security_group_id = self.cluster.vpc_config.cluster_security_group_id
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(self.cluster.name, self.endpoint, self.certificate_authority).apply(
                 lambda v: kubeconfig_document(v[0], v[1], v[2])

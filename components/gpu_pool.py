@@ -28,6 +28,7 @@ class GpuPoolArgs:
     disk_size_gib: int
     labels: Mapping[str, str] = field(default_factory=dict)
     tenant: str | None = None  # set for a dedicated-tier tenant's own pool
+    node_group_name: str | None = None  # default: privend-<env>-<pool>
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -44,7 +45,7 @@ class GpuPool(pulumi.ComponentResource):
         self.node_group = node_group(
             f"{name}-ng",
             cluster_name=args.cluster_name,
-            node_group_name=bounded_name("node-group", "privend", args.environment, args.pool),
+            node_group_name=args.node_group_name or bounded_name("node-group", "privend", args.environment, args.pool),
             node_role_arn=args.node_role_arn,
             subnet_ids=args.subnet_ids,
             instance_types=args.instance_types,

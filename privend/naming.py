@@ -8,6 +8,7 @@ given a short hash of the full name, so it stays unique and stable across runs.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 LIMITS = {
     "load-balancer": 32,
@@ -36,3 +37,39 @@ def bounded_name(kind: str, *parts: str) -> str:
 
 def cluster_name(env: str) -> str:
     return bounded_name("eks-cluster", "privend", env)
+
+
+TENANT_NAME_MAX = 20
+ENDPOINT_NAME_MAX = 24
+
+
+@dataclass(frozen=True)
+class EndpointNames:
+    """Every name derived from (env, endpoint), each within its service's limit.
+
+    Endpoint names are unique within an environment, so names built from
+    (env, endpoint) are unique; the tenant is carried in labels and tags.
+    """
+
+    stack: str
+    namespace: str
+    load_balancer: str
+    target_group: str
+    security_group: str
+    node_role: str
+    node_group: str
+    service_account: str = "engine"
+    deployment: str = "engine"
+    service: str = "engine"
+
+
+def endpoint_names(env: str, endpoint: str) -> EndpointNames:
+    return EndpointNames(
+        stack=f"{env}-{endpoint}",
+        namespace=bounded_name("kubernetes", "ep", endpoint),
+        load_balancer=bounded_name("load-balancer", "pe", env, endpoint),
+        target_group=bounded_name("target-group", "pe", env, endpoint),
+        security_group=bounded_name("security-group", "privend", env, endpoint, "nlb"),
+        node_role=bounded_name("iam-role", "privend", env, endpoint, "nodes"),
+        node_group=bounded_name("node-group", "privend", env, "ded", endpoint),
+    )

@@ -101,7 +101,9 @@ class OfflineCloud(pulumi_mocks.Mocks):
             ref = inputs.get("name", args.name)
             if ref not in self.stack_outputs:
                 raise PrivendError(f"offline engine has no outputs for stack reference {ref!r}")
-            return ref, {"name": ref, "outputs": dict(self.stack_outputs[ref]), "secretOutputNames": []}
+            outputs = dict(self.stack_outputs[ref])
+            secret_names = sorted(k for k, v in outputs.items() if v == SECRET_PLACEHOLDER)
+            return ref, {"name": ref, "outputs": outputs, "secretOutputNames": secret_names}
         computed = self._computed(args.typ, args.name, inputs)
         rid = computed.pop("id", None) or f"{args.name}-{_short_hash(args.typ, args.name, length=8)}"
         return rid, {**inputs, **computed}
@@ -119,6 +121,8 @@ class OfflineCloud(pulumi_mocks.Mocks):
                 "endpoint": f"https://{issuer_id}.gr7.{region}.eks.amazonaws.com",
                 "certificateAuthority": {"data": base64.b64encode(f"offline-ca-{h}".encode()).decode()},
                 "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{issuer_id}"}]}],
+                "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{h}",
+                              "vpcId": f"vpc-{h}"},
                 "status": "ACTIVE",
             }
         if typ == "aws:eks/nodeGroup:NodeGroup":

@@ -59,3 +59,20 @@ def render_table(plans: list[StackPlan], console: Console) -> None:
             counts.add_row(type_, str(count))
         counts.add_row("[bold]total[/bold]", f"[bold]{len(plan.resources)}[/bold]")
         console.print(counts)
+
+
+OFFLINE_HF_TOKEN = "offline-placeholder-token"
+
+
+def plan_endpoint(spec, cfg: EnvironmentConfig, platform: StackPlan) -> StackPlan:
+    """Plan one endpoint stack against an (offline) platform plan."""
+    import pulumi
+
+    from privend.endpoint_program import endpoint_program, platform_stack_ref
+    from privend.naming import endpoint_names
+
+    cloud = OfflineCloud(cfg.region, stack_outputs={platform_stack_ref(cfg.environment): platform.outputs})
+    return run_program(
+        lambda: endpoint_program(spec, cfg, hf_token=pulumi.Output.secret(OFFLINE_HF_TOKEN)),
+        stack=endpoint_names(cfg.environment, spec.name).stack, cloud=cloud,
+    )

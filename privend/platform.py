@@ -23,7 +23,7 @@ from privend.naming import cluster_name as make_cluster_name
 OUTPUT_NAMES = (
     "environment", "region", "clusterName", "clusterEndpoint", "oidcProviderArn", "oidcIssuer", "kubeconfig",
     "vpcId", "vpcCidr", "privateSubnetIds", "privateSubnetCidrs", "loadBalancerSubnetIds", "loadBalancerSubnetCidrs",
-    "gpuPools", "registryTableName", "alertTopicArn", "repositoryUrls", "nodeRoleArn",
+    "gpuPools", "registryTableName", "alertTopicArn", "repositoryUrls", "nodeRoleArn", "clusterSecurityGroupId",
 )
 
 
@@ -103,6 +103,7 @@ def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
         "oidcIssuer": cluster.oidc_issuer,
         "kubeconfig": cluster.kubeconfig,
         "nodeRoleArn": cluster.node_role_arn,
+        "clusterSecurityGroupId": cluster.security_group_id,
         "vpcId": network.vpc_id,
         "vpcCidr": cfg.vpc_cidr,
         "privateSubnetIds": network.private_subnet_ids,

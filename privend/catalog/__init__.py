@@ -139,3 +139,36 @@ def model_catalog() -> ModelCatalog:
     """The open model catalog, loaded once per process."""
     raw = yaml.safe_load((CATALOG_DIR / "models.yaml").read_text())
     return ModelCatalog.model_validate(raw)
+
+
+class EngineImage(_CatalogModel):
+    repository: str
+    tag: str
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    port: int
+    health_path: str
+    metrics_path: str
+    queue_metric: str
+    failure_metric: str
+
+    @property
+    def reference(self) -> str:
+        """The image pinned by digest (the tag is kept for people, the digest decides)."""
+        return f"{self.repository}@{self.digest}"
+
+
+class EngineCatalog(_CatalogModel):
+    engines: dict[str, EngineImage]
+    allowed_registries: list[str]
+
+    def get(self, engine: str) -> EngineImage:
+        try:
+            return self.engines[engine]
+        except KeyError:
+            raise InputError(f"engine {engine!r} is not supported (engines: {', '.join(sorted(self.engines))})") from None
+
+
+@lru_cache(maxsize=1)
+def engine_catalog() -> EngineCatalog:
+    raw = yaml.safe_load((CATALOG_DIR / "engines.yaml").read_text())
+    return EngineCatalog.model_validate(raw)

@@ -1,0 +1,373 @@
+"""Render an endpoint's Kubernetes objects as plain dicts.
+
+Pure functions of the endpoint spec and the environment config: the Endpoint
+component turns these into Pulumi resources, `privend export manifests` writes
+them as YAML, and the tests validate them against the real OpenAPI schemas.
+Secret values never pass through here: Secrets are rendered without data, and
+the component fills them from Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+
+from privend.catalog import EngineImage, engine_catalog, gpu_catalog
+from privend.config import EnvironmentConfig
+from privend.naming import EndpointNames, endpoint_names
+from privend.netplan import plan_subnets
+from privend.nodes import GPU_RESOURCE, POOL_LABEL, TENANT_LABEL, gpu_pool_taints
+from privend.spec import EndpointSpec
+
+SERVICE_PORT = 80
+MAX_CONCURRENT_REQUESTS = 128
+MODEL_LOAD_SECONDS = 30 * 60  # the startup probe allows half an hour to download and load weights
+CLOUDWATCH_AGENT_NAMESPACE = "amazon-cloudwatch"
+METADATA_SERVICE = "169.254.169.254/32"
+HF_TOKEN_SECRET = "hf-token"
+API_KEY_SECRET = "api-key"
+SCALE_QUEUE_TARGET = 4
+# A replica gets its GPUs' share of the node's CPU and memory, less room for
+# daemonsets, capped at what an engine uses: more would only strand capacity.
+SYSTEM_HEADROOM = Decimal("0.8")
+CPU_PER_GPU_MAX = 8
+MEMORY_GIB_PER_GPU_MAX = 48  # waiting requests per replica before KEDA adds one
+USAGE_NAMESPACE = "PrivateEndpoint/Usage"
+ENGINE_NAMESPACE = "PrivateEndpoint/Engine"
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    spec: EndpointSpec
+    cfg: EnvironmentConfig
+    names: EndpointNames
+    engine: EngineImage
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/name": self.spec.engine,
+            "app.kubernetes.io/instance": self.spec.name,
+            "app.kubernetes.io/managed-by": "privend",
+            "privend.io/environment": self.cfg.environment,
+            TENANT_LABEL: self.spec.tenant,
+            "privend.io/endpoint": self.spec.name,
+        }
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/instance": self.spec.name, "privend.io/endpoint": self.spec.name}
+
+    def meta(self, name: str, **extra) -> dict:
+        return {"name": name, "namespace": self.names.namespace, "labels": self.labels, **extra}
+
+
+def context(spec: EndpointSpec, cfg: EnvironmentConfig) -> RenderContext:
+    return RenderContext(spec, cfg, endpoint_names(cfg.environment, spec.name), engine_catalog().get(spec.engine))
+
+
+def image_reference(spec: EndpointSpec, engine: EngineImage, repository_url: str | None = None) -> str:
+    """The stock image, or the endpoint's baked image in the platform's ECR, always by digest."""
+    if spec.image == "baked" and repository_url:
+        return f"{repository_url}@{engine.digest}"
+    return engine.reference
+
+
+def replica_resources(spec: EndpointSpec, cfg: EnvironmentConfig) -> dict:
+    """CPU and memory per replica: the GPUs' share of the smallest node type, minus system headroom."""
+    pool = cfg.pool(spec.pool)
+    node = min((gpu_catalog().get(t) for t in pool.instance_types), key=lambda n: n.vcpus / n.gpus)
+    share = Decimal(spec.gpus_per_replica) / node.gpus * SYSTEM_HEADROOM
+    cpu = max(1, min(CPU_PER_GPU_MAX * spec.gpus_per_replica, int((node.vcpus * share).to_integral_value(ROUND_FLOOR))))
+    memory_gib = max(4, min(MEMORY_GIB_PER_GPU_MAX * spec.gpus_per_replica,
+                            int((node.memory_gib * share).to_integral_value(ROUND_FLOOR))))
+    gpus = str(spec.gpus_per_replica)
+    return {
+        "requests": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", GPU_RESOURCE: gpus},
+        "limits": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", GPU_RESOURCE: gpus},
+    }
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def tgi_environment(spec: EndpointSpec, engine: EngineImage, cache_dir: str, with_hf_token: bool) -> list[dict]:
+    """TGI is configured only through the launcher's documented environment variables."""
+    env = [
+        {"name": "MODEL_ID", "value": spec.model},
+        {"name": "REVISION", "value": spec.revision},
+        {"name": "NUM_SHARD", "value": str(spec.gpus_per_replica)},
+        {"name": "MAX_INPUT_TOKENS", "value": str(spec.max_input_tokens)},
+        {"name": "MAX_TOTAL_TOKENS", "value": str(spec.max_total_tokens)},
+        {"name": "MAX_BATCH_PREFILL_TOKENS", "value": str(max(spec.max_input_tokens, 4096))},
+        {"name": "MAX_CONCURRENT_REQUESTS", "value": str(MAX_CONCURRENT_REQUESTS)},
+        {"name": "PORT", "value": str(engine.port)},
+        {"name": "HUGGINGFACE_HUB_CACHE", "value": cache_dir},
+        # TGI reports usage to Hugging Face unless told otherwise; a private endpoint must not.
+        {"name": "USAGE_STATS", "value": "off"},
+        _secret_env("API_KEY", API_KEY_SECRET, "API_KEY"),
+    ]
+    env.insert(3, {"name": "QUANTIZE", "value": spec.quantize} if spec.quantize else {"name": "DTYPE", "value": spec.dtype or "bfloat16"})
+    if with_hf_token:
+        env.append(_secret_env("HF_TOKEN", HF_TOKEN_SECRET, "HF_TOKEN"))
+    return env
+
+
+def vllm_container_args(spec: EndpointSpec, engine: EngineImage, cache_dir: str) -> tuple[list[str], list[dict]]:
+    """vLLM takes the same spec through its own flags."""
+    args = [
+        "--model", spec.model,
+        "--revision", spec.revision,
+        "--tensor-parallel-size", str(spec.gpus_per_replica),
+        "--max-model-len", str(spec.max_total_tokens),
+        "--max-num-seqs", str(MAX_CONCURRENT_REQUESTS),
+        "--port", str(engine.port),
+        "--download-dir", cache_dir,
+    ]
+    args += ["--quantization", spec.quantize] if spec.quantize else ["--dtype", spec.dtype or "bfloat16"]
+    env = [
+        _secret_env("VLLM_API_KEY", API_KEY_SECRET, "API_KEY"),
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        {"name": "DO_NOT_TRACK", "value": "1"},
+        {"name": "HF_HOME", "value": cache_dir},
+    ]
+    return args, env
+
+
+def namespace(ctx: RenderContext) -> dict:
+    labels = {
+        **ctx.labels,
+        # Pod Security Standard "restricted", enforced, not only audited.
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ctx.names.namespace, "labels": labels}}
+
+
+def network_policies(ctx: RenderContext, hub_egress: bool) -> list[dict]:
+    port = ctx.engine.port
+    lb_cidrs = [str(s.load_balancers) for s in plan_subnets(ctx.cfg.vpc_cidr, ctx.cfg.az_count)]
+    pods = {"matchLabels": ctx.selector}
+
+    def policy(name: str, spec: dict) -> dict:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": ctx.meta(name), "spec": spec}
+
+    policies = [
+        policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        # Only the endpoint's own load balancer reaches the engine: NLB IP targets see
+        # traffic from the load balancer subnets, never from another namespace.
+        policy("allow-serving", {
+            "podSelector": pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"ipBlock": {"cidr": c}} for c in lb_cidrs],
+                         "ports": [{"protocol": "TCP", "port": port}]}],
+        }),
+        policy("allow-metrics-scraper", {
+            "podSelector": pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": CLOUDWATCH_AGENT_NAMESPACE}}}],
+                         "ports": [{"protocol": "TCP", "port": port}]}],
+        }),
+        policy("allow-dns", {
+            "podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
+        }),
+    ]
+    if hub_egress:
+        # Weights come from the model hub over HTTPS; nothing inside the VPC and
+        # not the instance metadata service.
+        policies.append(policy("allow-model-hub", {
+            "podSelector": pods, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [ctx.cfg.vpc_cidr, METADATA_SERVICE]}}],
+                        "ports": [{"protocol": "TCP", "port": 443}]}],
+        }))
+    return policies
+
+
+def resource_quota(ctx: RenderContext) -> dict:
+    per = replica_resources(ctx.spec, ctx.cfg)["limits"]
+    # One replica more than MAX so a rolling update can surge.
+    pods = ctx.spec.max_replicas + 1
+    cpu = int(per["cpu"]) * pods + 1
+    memory = int(per["memory"].removesuffix("Gi")) * pods + 1
+    return {
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": ctx.meta("endpoint-quota"),
+        "spec": {"hard": {
+            "pods": str(pods),
+            f"requests.{GPU_RESOURCE}": str(ctx.spec.gpus_per_replica * pods),
+            "requests.cpu": str(cpu), "limits.cpu": str(cpu),
+            "requests.memory": f"{memory}Gi", "limits.memory": f"{memory}Gi",
+            "services.loadbalancers": "0", "services.nodeports": "0",
+        }},
+    }
+
+
+def limit_range(ctx: RenderContext) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": ctx.meta("endpoint-limits"),
+        "spec": {"limits": [{
+            "type": "Container",
+            "default": {"cpu": "500m", "memory": "512Mi"},
+            "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+        }]},
+    }
+
+
+def service_account(ctx: RenderContext) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": ctx.meta(ctx.names.service_account),
+            "automountServiceAccountToken": False}
+
+
+def secret_shell(ctx: RenderContext, name: str, key: str) -> dict:
+    """A Secret without its value: the component fills `stringData` from a Pulumi secret."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": ctx.meta(name, annotations={"privend.io/value": f"set from a Pulumi secret ({key})"})}
+
+
+def deployment(ctx: RenderContext, with_hf_token: bool, repository_url: str | None = None) -> dict:
+    spec, engine = ctx.spec, ctx.engine
+    baked = spec.image == "baked"
+    cache_dir = "/weights" if baked else "/data"
+    container = {
+        "name": "engine",
+        "image": image_reference(spec, engine, repository_url),
+        "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
+        "resources": replica_resources(spec, ctx.cfg),
+        "startupProbe": {"httpGet": {"path": engine.health_path, "port": "http"}, "periodSeconds": 10,
+                         "failureThreshold": MODEL_LOAD_SECONDS // 10},
+        "readinessProbe": {"httpGet": {"path": engine.health_path, "port": "http"}, "periodSeconds": 10,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": engine.health_path, "port": "http"}, "periodSeconds": 30,
+                          "failureThreshold": 4, "timeoutSeconds": 5},
+        "securityContext": {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if spec.engine == "tgi":
+        container["env"] = tgi_environment(spec, engine, cache_dir, with_hf_token and not baked)
+    else:
+        args, env = vllm_container_args(spec, engine, cache_dir)
+        container["args"] = args
+        container["env"] = env + ([_secret_env("HF_TOKEN", HF_TOKEN_SECRET, "HF_TOKEN")] if with_hf_token and not baked else [])
+    volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if not baked:
+        volumes.append({"name": "model-cache", "emptyDir": {"sizeLimit": "200Gi"}})
+        container["volumeMounts"].append({"name": "model-cache", "mountPath": cache_dir})
+    if spec.gpus_per_replica > 1:
+        # Shards talk through shared memory; the container default of 64 MiB is far too small.
+        volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
+        container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
+    tenant = spec.tenant if spec.tier == "dedicated" else None
+    node_selector = {POOL_LABEL: spec.pool}
+    if tenant:
+        node_selector[TENANT_LABEL] = tenant
+    pod = {
+        "serviceAccountName": ctx.names.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "nodeSelector": node_selector,
+        "tolerations": [t.toleration() for t in gpu_pool_taints(tenant)],
+        "terminationGracePeriodSeconds": 60,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": ctx.meta(ctx.names.deployment),
+        "spec": {
+            # KEDA owns the replica count after creation; start at MIN.
+            "replicas": spec.min_replicas,
+            "selector": {"matchLabels": ctx.selector},
+            # No surge: a surge replica would need GPUs the pool may not have.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "template": {"metadata": {"labels": ctx.labels}, "spec": pod},
+        },
+    }
+
+
+def service(ctx: RenderContext) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": ctx.meta(ctx.names.service),
+        "spec": {"type": "ClusterIP", "selector": ctx.selector,
+                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def disruption_budget(ctx: RenderContext) -> dict:
+    # maxUnavailable, not minAvailable: with one replica, minAvailable 1 would block every node drain.
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": ctx.meta("engine"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": ctx.selector}},
+    }
+
+
+def scaled_object(ctx: RenderContext, load_balancer_arn_suffix: str | None = None) -> dict:
+    spec = ctx.spec
+    dims = f"Environment;Tenant;Endpoint"
+    values = f"{ctx.cfg.environment};{spec.tenant};{spec.name}"
+    triggers = [{
+        "type": "aws-cloudwatch",
+        "name": "queue-depth",
+        "metadata": {
+            "namespace": ENGINE_NAMESPACE, "metricName": "QueueSize",
+            "dimensionName": dims, "dimensionValue": values,
+            "metricStat": "Average", "metricStatPeriod": "60",
+            "targetMetricValue": str(SCALE_QUEUE_TARGET), "minMetricValue": "0",
+            "awsRegion": ctx.cfg.region, "identityOwner": "operator",
+        },
+    }]
+    if spec.scale_to_zero and load_balancer_arn_suffix:
+        # With no replica there is no queue to measure: new connections at the
+        # load balancer are what wakes the endpoint up.
+        triggers.append({
+            "type": "aws-cloudwatch",
+            "name": "wake-on-connection",
+            "metadata": {
+                "namespace": "AWS/NetworkELB", "metricName": "NewFlowCount",
+                "dimensionName": "LoadBalancer", "dimensionValue": load_balancer_arn_suffix,
+                "metricStat": "Sum", "metricStatPeriod": "60", "targetMetricValue": "1000",
+                "activationTargetMetricValue": "0", "minMetricValue": "0",
+                "awsRegion": ctx.cfg.region, "identityOwner": "operator",
+            },
+        })
+    return {
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": ctx.meta("engine"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.names.deployment},
+            "minReplicaCount": spec.min_replicas,
+            "maxReplicaCount": spec.max_replicas,
+            "cooldownPeriod": 900 if spec.scale_to_zero else 300,
+            "triggers": triggers,
+        },
+    }
+
+
+def target_group_binding(ctx: RenderContext, target_group_arn: str) -> dict:
+    return {
+        "apiVersion": "elbv2.k8s.aws/v1beta1", "kind": "TargetGroupBinding", "metadata": ctx.meta("engine"),
+        "spec": {
+            "serviceRef": {"name": ctx.names.service, "port": SERVICE_PORT},
+            "targetGroupARN": target_group_arn,
+            "targetType": "ip",
+        },
+    }
+
+
+def render_endpoint(spec: EndpointSpec, cfg: EnvironmentConfig, *, with_hf_token: bool = True,
+                    target_group_arn: str = "arn:aws:elasticloadbalancing:offline:target-group",
+                    load_balancer_arn_suffix: str | None = "net/offline/0") -> list[dict]:
+    """All Kubernetes objects of one endpoint, in apply order."""
+    ctx = context(spec, cfg)
+    hub = spec.image == "stock"
+    objects = [namespace(ctx), *network_policies(ctx, hub), resource_quota(ctx), limit_range(ctx), service_account(ctx)]
+    objects.append(secret_shell(ctx, API_KEY_SECRET, "API_KEY"))
+    if with_hf_token and hub:
+        objects.append(secret_shell(ctx, HF_TOKEN_SECRET, "HF_TOKEN"))
+    objects += [deployment(ctx, with_hf_token), service(ctx), disruption_budget(ctx),
+                scaled_object(ctx, load_balancer_arn_suffix), target_group_binding(ctx, target_group_arn)]
+    return objects

@@ -1,0 +1,276 @@
+"""Specs of what operators ask for: tenants and endpoints, validated once.
+
+A spec that passes here is a spec every later step (sizing, rendering, the
+registry, billing) can trust. Every rejection is an InputError with one line
+that names the field and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from privend.catalog import model_catalog
+from privend.config import DNS1123_LABEL, EnvironmentConfig
+from privend.errors import InputError
+from privend.naming import ENDPOINT_NAME_MAX, TENANT_NAME_MAX
+from privend.sizing import ReplicaSize, size_custom, size_replica
+
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+# Principals a VPC endpoint service may allow: an account root, or a role or user of that account.
+PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)?:iam::(\d{12}):(root|role/[\w+=,.@/-]{1,512}|user/[\w+=,.@/-]{1,512})$")
+MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+REVISION = re.compile(r"^[\w.-][\w./-]{0,99}$")
+QUANTIZATIONS = ("awq", "gptq", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "eetq", "fp8")
+MAX_REPLICAS = 64
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _label(value: str, what: str, max_len: int) -> str:
+    if len(value) > max_len:
+        raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
+    if not DNS1123_LABEL.match(value):
+        raise ValueError(f"{what} {value!r} must be lowercase letters, digits and '-', starting with a letter")
+    return value
+
+
+class TenantSpec(_Spec):
+    name: str
+    aws_account: str
+    principals: list[str] = Field(default_factory=list)
+    billing_timezone: str = "UTC"
+    tier: Literal["shared", "dedicated"] = "shared"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _label(value, "tenant name", TENANT_NAME_MAX)
+
+    @field_validator("aws_account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        if not ACCOUNT_ID.match(value):
+            raise ValueError(f"AWS account id {value!r} must be 12 digits")
+        return value
+
+    @field_validator("billing_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA timezone (like Europe/Berlin)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _principals(self) -> "TenantSpec":
+        for arn in self.principals:
+            if "*" in arn:
+                raise ValueError(f"principal {arn!r}: wildcards would let any AWS account connect")
+            match = PRINCIPAL_ARN.match(arn)
+            if not match:
+                raise ValueError(f"principal {arn!r} is not an IAM root, role or user ARN")
+            if match.group(2) != self.aws_account:
+                raise ValueError(f"principal {arn!r} is not in the tenant's account {self.aws_account}")
+        if len(set(self.principals)) != len(self.principals):
+            raise ValueError("principals are listed twice")
+        return self
+
+    @property
+    def allowed_principals(self) -> list[str]:
+        """Who may connect to the tenant's endpoint services: the listed principals, else the account root."""
+        return sorted(self.principals) or [f"arn:aws:iam::{self.aws_account}:root"]
+
+
+class EndpointRequest(_Spec):
+    """What an operator typed for `endpoint create`/`update`, before sizing."""
+
+    name: str
+    tenant: str
+    model: str
+    revision: str = "main"
+    engine: Literal["tgi", "vllm"] = "tgi"
+    pool: str | None = None
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
+    plan: str = "standard"
+    quantize: Literal[QUANTIZATIONS] | None = None  # type: ignore[valid-type]
+    max_input_tokens: int | None = Field(default=None, ge=1)
+    max_total_tokens: int | None = Field(default=None, ge=2)
+    gpus_per_replica: int | None = Field(default=None, ge=1, le=8)
+    image: Literal["stock", "baked"] = "stock"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _label(value, "endpoint name", ENDPOINT_NAME_MAX)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        return _label(value, "tenant name", TENANT_NAME_MAX)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not MODEL_ID.match(value):
+            raise ValueError(f"model {value!r} must be a hub id of the form org/name")
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str) -> str:
+        if not REVISION.match(value) or ".." in value:
+            raise ValueError(f"revision {value!r} must be a commit sha, branch or tag")
+        return value
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "EndpointRequest":
+        maximum = self.max_replicas if self.max_replicas is not None else max(self.min_replicas, 1)
+        if self.min_replicas > maximum:
+            raise ValueError(f"replicas: MIN ({self.min_replicas}) is larger than MAX ({maximum})")
+        if self.min_replicas > MAX_REPLICAS:
+            raise ValueError(f"replicas: MIN ({self.min_replicas}) is above the limit of {MAX_REPLICAS}")
+        return self
+
+
+class EndpointSpec(_Spec):
+    """A sized, validated endpoint: what the registry stores and the renderers consume."""
+
+    name: str
+    tenant: str
+    env: str
+    model: str
+    revision: str
+    engine: Literal["tgi", "vllm"]
+    pool: str
+    tier: Literal["shared", "dedicated"]
+    min_replicas: int
+    max_replicas: int
+    plan: str
+    quantize: str | None
+    dtype: str | None
+    gpus_per_replica: int
+    max_input_tokens: int
+    max_total_tokens: int
+    image: Literal["stock", "baked"]
+    allowed_principals: list[str]
+
+    @property
+    def scale_to_zero(self) -> bool:
+        return self.min_replicas == 0
+
+
+def parse_replicas(text: str) -> tuple[int, int]:
+    """`MIN` or `MIN:MAX` -> (min, max)."""
+    match = re.fullmatch(r"(\d+)(?::(\d+))?", text.strip())
+    if not match:
+        raise InputError(f"--replicas {text!r} must be MIN or MIN:MAX, like 1 or 1:4")
+    low = int(match.group(1))
+    high = int(match.group(2)) if match.group(2) is not None else max(low, 1)
+    if low > high:
+        raise InputError(f"--replicas {text!r}: MIN ({low}) is larger than MAX ({high})")
+    if high < 1:
+        raise InputError(f"--replicas {text!r}: MAX must be at least 1")
+    if high > MAX_REPLICAS:
+        raise InputError(f"--replicas {text!r}: MAX ({high}) is above the limit of {MAX_REPLICAS}")
+    return low, high
+
+
+def _first_error(exc: ValidationError, what: str) -> InputError:
+    error = exc.errors()[0]
+    field = ".".join(str(p) for p in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    prefix = f"{what} {field}: " if field else f"{what}: "
+    # Field validators already name the field in their message.
+    if error["type"] == "value_error" and field:
+        prefix = f"{what}: "
+    return InputError(prefix + message)
+
+
+def validate_tenant(**fields) -> TenantSpec:
+    try:
+        return TenantSpec(**fields)
+    except ValidationError as exc:
+        raise _first_error(exc, "tenant") from None
+
+
+def validate_request(**fields) -> EndpointRequest:
+    try:
+        return EndpointRequest(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise _first_error(exc, "endpoint") from None
+
+
+def size_endpoint(request: EndpointRequest, pool_cfg) -> ReplicaSize:
+    """GPUs per replica and token limits: from the model catalog, or explicit for other models."""
+    try:
+        model = model_catalog().get(request.model)
+    except InputError:
+        model = None
+    if model is None:
+        missing = [flag for flag, value in (("--gpus-per-replica", request.gpus_per_replica),
+                                           ("--max-input-tokens", request.max_input_tokens),
+                                           ("--max-total-tokens", request.max_total_tokens)) if value is None]
+        if missing:
+            raise InputError(
+                f"model {request.model!r} is not in the model catalog; give {', '.join(missing)} explicitly"
+            )
+        return size_custom(request.gpus_per_replica, request.max_input_tokens, request.max_total_tokens,
+                           pool_cfg.gpus_per_node_max, pool_cfg.name)
+    size = size_replica(model, pool_cfg.gpu_memory_gib, pool_cfg.gpus_per_node_max, pool_cfg.name,
+                        quantize=request.quantize, max_total_tokens=request.max_total_tokens,
+                        max_input_tokens=request.max_input_tokens)
+    if request.gpus_per_replica is not None and request.gpus_per_replica < size.gpus_per_replica:
+        raise InputError(
+            f"--gpus-per-replica {request.gpus_per_replica} is too few for {request.model}: "
+            f"needs {size.gpus_per_replica} ({size.needed_gib} GiB) on pool {pool_cfg.name}"
+        )
+    if request.gpus_per_replica is not None and request.gpus_per_replica != size.gpus_per_replica:
+        if request.gpus_per_replica not in model.valid_shard_counts(pool_cfg.gpus_per_node_max):
+            raise InputError(
+                f"--gpus-per-replica {request.gpus_per_replica} is not a valid shard count for {request.model} "
+                f"(valid: {', '.join(map(str, model.valid_shard_counts(pool_cfg.gpus_per_node_max)))})"
+            )
+        size = ReplicaSize(**{**size.__dict__, "gpus_per_replica": request.gpus_per_replica})
+    return size
+
+
+def build_spec(request: EndpointRequest, tenant: TenantSpec, cfg: EnvironmentConfig) -> EndpointSpec:
+    """Validate a request against its tenant and environment, size it, and return the spec."""
+    if request.tenant != tenant.name:
+        raise InputError(f"endpoint {request.name!r} belongs to tenant {request.tenant!r}, not {tenant.name!r}")
+    pool_cfg = cfg.pool(request.pool) if request.pool else cfg.gpu_pools[0]
+    size = size_endpoint(request, pool_cfg)
+    try:
+        default_dtype = model_catalog().get(request.model).default_dtype
+    except InputError:
+        default_dtype = None
+    return EndpointSpec(
+        name=request.name,
+        tenant=tenant.name,
+        env=cfg.environment,
+        model=request.model,
+        revision=request.revision,
+        engine=request.engine,
+        pool=pool_cfg.name,
+        tier=tenant.tier,
+        min_replicas=request.min_replicas,
+        max_replicas=request.max_replicas if request.max_replicas is not None else max(request.min_replicas, 1),
+        plan=request.plan,
+        quantize=request.quantize,
+        dtype=None if request.quantize else default_dtype,
+        gpus_per_replica=size.gpus_per_replica,
+        max_input_tokens=size.max_input_tokens,
+        max_total_tokens=size.max_total_tokens,
+        image=request.image,
+        allowed_principals=tenant.allowed_principals,
+    )
