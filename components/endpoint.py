@@ -22,7 +22,7 @@ from privend.config import EnvironmentConfig
 from privend.iam import service_trust_policy
 from privend.spec import EndpointSpec
 
-LISTENER_PORT = 80
+LISTENER_PORT = render.LISTENER_PORT
 ALARM_QUEUE_DEPTH = 32
 ALARM_FAILURES_PER_5_MIN = 10
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonSSMManagedInstanceCore")

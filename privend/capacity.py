@@ -43,6 +43,7 @@ Lower bounds (per group, summed over groups: groups never share nodes)
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from itertools import combinations_with_replacement
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -130,6 +131,11 @@ class PoolSpec:
                 f"pool {self.name!r}: sizes must satisfy 0 <= min_size <= max_size, "
                 f"got min_size {self.min_size}, max_size {self.max_size}"
             )
+
+    @classmethod
+    def from_gpu_pool(cls, pool) -> PoolSpec:
+        """From a stack file's pool (`privend.config.GpuPool`), which has these same fields."""
+        return cls(pool.name, tuple(pool.instance_types), pool.capacity_type, pool.min_size, pool.max_size)
 
     def to_dict(self) -> dict:
         return {
@@ -553,6 +559,8 @@ def _pack_group(items: list[_Item], types: list[_NodeType]) -> list[tuple[_NodeT
     index = _FreeIndex(max_gpus)
     nodes: list[_OpenNode] = []
     remaining = sum(item[0] for item in items)
+    # The choice depends only on (size, expected fill up to the largest node): memoise it.
+    choices: dict[tuple[int, int], _NodeType] = {}
 
     for item in items:
         size = item[0]
@@ -567,18 +575,19 @@ def _pack_group(items: list[_Item], types: list[_NodeType]) -> list[tuple[_NodeT
             continue
         # The replicas still to come that open nodes cannot absorb are what the
         # new node can expect to hold besides this one.
-        expected = size + max(0, remaining - index.total_free)
-        type_ = _cheapest_per_gpu(types, size, expected)
+        expected = min(max_gpus, size + max(0, remaining - index.total_free))
+        type_ = choices.get((size, expected))
+        if type_ is None:
+            type_ = choices[size, expected] = _cheapest_per_gpu(types, size, expected)
         nodes.append(_OpenNode(type_, [item], type_.gpus - size))
         index.add(len(nodes) - 1, nodes[-1].free)
 
     _empty_nodes(nodes, index)
-    packed = []
     for node in nodes:
         if node.alive:
-            used = node.type.gpus - node.free
-            packed.append((_cheapest_holding(types, used), node.items))
-    return packed
+            _retype(node, _cheapest_holding(types, node.type.gpus - node.free))
+    _merge_nodes(nodes, types)
+    return [(node.type, node.items) for node in nodes if node.alive]
 
 
 def _cheapest_per_gpu(types: list[_NodeType], size: int, expected: int) -> _NodeType:
@@ -591,6 +600,57 @@ def _cheapest_per_gpu(types: list[_NodeType], size: int, expected: int) -> _Node
 
 def _cheapest_holding(types: list[_NodeType], used: int) -> _NodeType:
     return min((t for t in types if t.gpus >= used), key=lambda t: (t.price_units, -t.gpus, t.name))
+
+
+def _retype(node: _OpenNode, type_: _NodeType) -> None:
+    node.free = type_.gpus - (node.type.gpus - node.free)
+    node.type = type_
+
+
+# Merging more than four partly used nodes into one never pays with the
+# catalog's shapes (1, 4 and 8 GPUs) and would only widen the search.
+_MERGE_WIDTH = 4
+
+
+def _merge_nodes(nodes: list[_OpenNode], types: list[_NodeType]) -> None:
+    """Replace several partly used nodes by one node of a type that holds them all, where no dearer.
+
+    Best fit cannot see that three 3-GPU replicas and a 2-GPU one belong on one
+    8-GPU node rather than on four 4-GPU nodes. Partly used nodes are grouped by
+    (GPUs used, type); merges are searched over those groups, not single nodes,
+    so the search stays small however many nodes there are. GPUs within a node
+    are interchangeable, so a merge is feasible exactly when the GPUs used fit.
+    """
+    max_gpus = max(t.gpus for t in types)
+    while True:
+        partial: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for node_id, node in enumerate(nodes):
+            if node.alive and node.free:
+                partial[(node.type.gpus - node.free, node.type.name)].append(node_id)
+        keys = sorted(partial)
+        best: tuple | None = None
+        for width in range(2, _MERGE_WIDTH + 1):
+            for combo in combinations_with_replacement(range(len(keys)), width):
+                used = sum(keys[k][0] for k in combo)
+                if used > max_gpus or any(combo.count(k) > len(partial[keys[k]]) for k in set(combo)):
+                    continue
+                target = _cheapest_holding(types, used)
+                saving = sum(nodes[partial[keys[k]][0]].type.price_units for k in combo) - target.price_units
+                # A merge at equal price still saves nodes, the second objective.
+                rank = (saving, width)
+                if saving >= 0 and (best is None or rank > best[0]):
+                    best = (rank, combo, target)
+        if best is None:
+            return
+        _, combo, target = best
+        merged = [partial[keys[k]].pop() for k in combo]
+        keep = nodes[merged[0]]
+        for node_id in merged[1:]:
+            keep.items.extend(nodes[node_id].items)
+            nodes[node_id].alive = False
+            nodes[node_id].items = []
+        used = sum(item[0] for item in keep.items)
+        keep.type, keep.free = target, target.gpus - used
 
 
 def _empty_nodes(nodes: list[_OpenNode], index: _FreeIndex) -> None:

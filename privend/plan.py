@@ -20,9 +20,29 @@ def plan_platform(cfg: EnvironmentConfig) -> StackPlan:
     return run_program(lambda: platform_program(cfg), stack=cfg.environment, cloud=OfflineCloud(cfg.region))
 
 
-def plan_environment(env: str) -> list[StackPlan]:
+def plan_environment(env: str, endpoint: str | None = None, specs: list | None = None) -> list[StackPlan]:
+    """The platform stack and every endpoint stack of `env` (only `endpoint`'s when given).
+
+    Endpoints come from the registry unless `specs` is given. Endpoints marked for
+    deletion are left out: their stacks are about to be destroyed.
+    """
     cfg = load_environment(env)
-    return [plan_platform(cfg)]
+    platform = plan_platform(cfg)
+    if specs is None:
+        specs = registered_specs(env, endpoint)
+    plans = [] if endpoint else [platform]
+    plans += [plan_endpoint(spec, cfg, platform) for spec in specs]
+    return plans
+
+
+def registered_specs(env: str, endpoint: str | None = None) -> list:
+    from privend.endpoints import spec_of
+    from privend.registry import open_registry
+
+    with open_registry() as registry:
+        if endpoint:
+            return [spec_of(registry.get_endpoint(env, endpoint))]
+        return [spec_of(e) for e in registry.list_endpoints(env) if e.status != "deleting"]
 
 
 def plan_json(plans: Iterable[StackPlan]) -> str:

@@ -20,6 +20,7 @@ from privend.nodes import GPU_RESOURCE, POOL_LABEL, TENANT_LABEL, gpu_pool_taint
 from privend.spec import EndpointSpec
 
 SERVICE_PORT = 80
+LISTENER_PORT = 80  # the load balancer listener customers reach through PrivateLink
 MAX_CONCURRENT_REQUESTS = 128
 MODEL_LOAD_SECONDS = 30 * 60  # the startup probe allows half an hour to download and load weights
 CLOUDWATCH_AGENT_NAMESPACE = "amazon-cloudwatch"

@@ -189,10 +189,11 @@ def _first_error(exc: ValidationError, what: str) -> InputError:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
-    prefix = f"{what} {field}: " if field else f"{what}: "
-    # Field validators already name the field in their message.
-    if error["type"] == "value_error" and field:
-        prefix = f"{what}: "
+    # Field validators already name the field in their message; pydantic's own messages do not.
+    if error["type"] == "value_error":
+        prefix = "" if field else f"{what}: "
+    else:
+        prefix = f"{what} {field}: " if field else f"{what}: "
     return InputError(prefix + message)
 
 

@@ -48,9 +48,12 @@ def main() -> None:
 
 
 def _register() -> None:
-    from privend.cli import plan as plan_cmd
+    from privend.cli import endpoint, export, plan, tenant
 
-    main.add_command(plan_cmd.plan)
+    main.add_command(plan.plan)
+    main.add_command(tenant.tenant)
+    main.add_command(endpoint.endpoint)
+    main.add_command(export.export)
 
 
 _register()

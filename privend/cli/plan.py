@@ -10,13 +10,16 @@ from privend.cli import env_option, format_option
 
 @click.command()
 @env_option
+@click.option("--endpoint", help="Plan only this endpoint's stack.")
 @format_option
-def plan(env: str, fmt: str) -> None:
-    """Plan an environment offline: no Pulumi CLI, no credentials, no network."""
+def plan(env: str, endpoint: str | None, fmt: str) -> None:
+    """Plan an environment (platform and endpoint stacks) offline: no Pulumi CLI, no credentials."""
     from privend.plan import plan_environment, plan_json, render_table
 
-    plans = plan_environment(env)
+    plans = plan_environment(env, endpoint)
     if fmt == "json":
         click.echo(plan_json(plans))
     else:
-        render_table(plans, Console())
+        from privend.cli.render import console
+
+        render_table(plans, console())

@@ -74,7 +74,8 @@ class _Cancelled(Exception):
     def __init__(self, error: ClientError) -> None:
         super().__init__(str(error))
         self.error = error
-        self.codes = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+        reasons = error.response.get("CancellationReasons", [])
+        self.codes = [reason.get("Code") for reason in reasons]
 
     def condition_failed(self, index: int) -> bool:
         return index < len(self.codes) and self.codes[index] == "ConditionalCheckFailed"
@@ -234,7 +235,11 @@ class DynamoRegistry(Registry):
             items = self._query(env, _ENDPOINT)
         else:
             items = self._query(
-                env, _ENDPOINT, "#tenant = :tenant", {"#tenant": "tenant"}, {":tenant": {"S": tenant}}
+                env,
+                _ENDPOINT,
+                "#tenant = :tenant",
+                names={"#tenant": "tenant"},
+                values={":tenant": {"S": tenant}},
             )
         return [_endpoint_from_item(item) for item in items]
 
@@ -404,4 +409,5 @@ def _endpoint_from_item(item: dict[str, Any]) -> Endpoint:
 
 
 def _subscription_from_item(item: dict[str, Any]) -> list[SubscriptionSegment]:
-    return [SubscriptionSegment.model_validate(raw) for raw in json.loads(item["subscription"]["S"])]
+    raw_segments = json.loads(item["subscription"]["S"])
+    return [SubscriptionSegment.model_validate(raw) for raw in raw_segments]

@@ -43,7 +43,7 @@ AwsAccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
 IamPrincipalArn = Annotated[
     str,
     StringConstraints(
-        pattern=r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:(root|(role|user)/[A-Za-z0-9+=,.@_/-]+)$"
+        pattern=r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(root|(role|user)/[A-Za-z0-9+=,.@_/-]+)$"
     ),
 ]
 
@@ -101,10 +101,6 @@ class Endpoint(_Record):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     version: int = Field(default=1, ge=1)
-
-    @property
-    def needs_deploy(self) -> bool:
-        return self.spec_hash != self.deployed_hash
 
 
 class SubscriptionSegment(_Record):

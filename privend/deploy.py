@@ -1,0 +1,119 @@
+"""The deploy layer: endpoint stacks through the Pulumi Automation API.
+
+Deliberately thin. Everything it deploys is planned and tested offline; this
+module only needs the Pulumi CLI on PATH and cloud credentials, and says so in
+one line when either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from privend.config import EnvironmentConfig
+from privend.errors import PrivendError
+from privend.spec import EndpointSpec
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+POLICY_PACK_DIR = PROJECT_DIR / "policies"
+
+
+class DeployUnavailable(PrivendError):
+    """Deploying needs what this machine lacks (Pulumi CLI or credentials)."""
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    ok: bool
+    message: str
+    outputs: dict
+
+
+class Deployer(Protocol):
+    def check(self) -> None:
+        """Raise DeployUnavailable if deploys cannot run here."""
+
+    def deploy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome: ...
+
+    def destroy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome: ...
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("PRIVEND_HOME") or ".privend")
+
+
+def backend_url() -> str:
+    """PULUMI_BACKEND_URL, else the embedded default: a file backend under PRIVEND_HOME/state."""
+    url = os.environ.get("PULUMI_BACKEND_URL")
+    if url:
+        return url
+    state = home_dir().resolve() / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    return f"file://{state}"
+
+
+class AutomationDeployer:
+    """Runs `pulumi up`/`destroy` of `<env>-<endpoint>` stacks with the endpoint program inline."""
+
+    def check(self) -> None:
+        if shutil.which("pulumi") is None:
+            raise DeployUnavailable("the Pulumi CLI is not on PATH (install it: https://www.pulumi.com/docs/install/)")
+        import boto3
+
+        if boto3.session.Session().get_credentials() is None:
+            raise DeployUnavailable("no AWS credentials found (configure a profile, SSO login or role)")
+
+    def _stack(self, spec: EndpointSpec, cfg: EnvironmentConfig):
+        import pulumi
+        from pulumi import automation as auto
+
+        from privend.endpoint_program import PROJECT, endpoint_program
+        from privend.naming import endpoint_names
+
+        def program():
+            token = pulumi.Config("privend").get_secret("hfToken")
+            outputs = endpoint_program(spec, cfg, hf_token=token)
+            for key, value in outputs.items():
+                pulumi.export(key, value)
+
+        stack = auto.create_or_select_stack(
+            stack_name=endpoint_names(cfg.environment, spec.name).stack,
+            project_name=PROJECT,
+            program=program,
+            opts=auto.LocalWorkspaceOptions(
+                project_settings=auto.ProjectSettings(name=PROJECT, runtime="python",
+                                                      backend=auto.ProjectBackend(url=backend_url())),
+                env_vars={"PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", "")},
+            ),
+        )
+        stack.set_config("aws:region", auto.ConfigValue(cfg.region))
+        token = os.environ.get("HF_TOKEN")
+        if token:
+            stack.set_config("privend:hfToken", auto.ConfigValue(token, secret=True))
+        return stack
+
+    def deploy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome:
+        stack = self._stack(spec, cfg)
+        try:
+            packs = [str(POLICY_PACK_DIR)] if (POLICY_PACK_DIR / "PulumiPolicy.yaml").is_file() else []
+            result = stack.up(policy_packs=packs, on_output=lambda _line: None)
+        except Exception as exc:  # the Automation API raises CommandError with the engine's output
+            return DeployOutcome(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__, {})
+        outputs = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
+        return DeployOutcome(True, result.summary.result, outputs)
+
+    def destroy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome:
+        stack = self._stack(spec, cfg)
+        try:
+            result = stack.destroy(on_output=lambda _line: None)
+            stack.workspace.remove_stack(stack.name)
+        except Exception as exc:
+            return DeployOutcome(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__, {})
+        return DeployOutcome(True, result.summary.result, {})
+
+
+def default_deployer() -> Deployer:
+    return AutomationDeployer()
