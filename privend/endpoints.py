@@ -31,6 +31,10 @@ def tenant_spec(tenant: Tenant) -> TenantSpec:
 
 
 def create_tenant(registry: Registry, env: str, spec: TenantSpec) -> Tenant:
+    # One AWS account, one tenant: otherwise one customer's principals could reach another's endpoints.
+    for other in registry.list_tenants(env):
+        if other.aws_account == spec.aws_account and other.name != spec.name:
+            raise InputError(f"AWS account {spec.aws_account} already belongs to tenant '{other.name}' in env {env}")
     return registry.create_tenant(Tenant(
         env=env, name=spec.name, aws_account=spec.aws_account, principals=spec.principals,
         billing_timezone=spec.billing_timezone, tier=spec.tier, created_at=now(),

@@ -28,3 +28,36 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVEND_HOME", str(tmp_path / "privend-home"))
     monkeypatch.delenv("PRIVEND_REGISTRY", raising=False)
     monkeypatch.delenv("PRIVEND_ENV", raising=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _fleet_plans(env: str):
+    """Endpoint stacks of three tenants (two shared, one dedicated), planned together."""
+    from privend.plan import plan_endpoint
+    from privend.spec import build_spec, validate_request, validate_tenant
+
+    cfg = load_environment(env)
+    tenants = {
+        "acme": validate_tenant(name="acme", aws_account="111122223333"),
+        "globex": validate_tenant(name="globex", aws_account="444455556666", tier="dedicated",
+                                  principals=["arn:aws:iam::444455556666:role/inference",
+                                              "arn:aws:iam::444455556666:root"]),
+        "initech": validate_tenant(name="initech", aws_account="777788889999"),
+    }
+    pool = cfg.gpu_pools[0].name
+    requests = [
+        dict(name="chat", tenant="acme", model="meta-llama/Llama-3.1-8B-Instruct", min_replicas=1, max_replicas=3),
+        dict(name="code", tenant="acme", model="Qwen/Qwen2.5-7B-Instruct", min_replicas=1, max_replicas=2),
+        dict(name="private", tenant="globex", model="mistralai/Mistral-7B-Instruct-v0.3", min_replicas=1, max_replicas=2),
+        dict(name="batch", tenant="initech", model="meta-llama/Llama-3.2-3B-Instruct", engine="vllm",
+             min_replicas=0, max_replicas=2),
+    ]
+    specs = [build_spec(validate_request(pool=pool, **r), tenants[r["tenant"]], cfg) for r in requests]
+    platform = _platform_plan(env)
+    return {spec.name: (spec, plan_endpoint(spec, cfg, platform)) for spec in specs}
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """fleet("dev") -> {endpoint: (spec, StackPlan)} for four endpoints of three tenants."""
+    return _fleet_plans
