@@ -162,7 +162,7 @@ class Endpoint(pulumi.ComponentResource):
     def _create_workload(self) -> None:
         args, ctx = self._args, self._ctx
         spec = args.spec
-        hub = spec.image == "stock"
+        hub = not spec.baked
         with_token = args.hf_token is not None and hub
         objects = render.render_endpoint(spec, args.cfg, with_hf_token=with_token)
         ns_object, rest = objects[0], objects[1:]

@@ -67,11 +67,9 @@ def context(spec: EndpointSpec, cfg: EnvironmentConfig) -> RenderContext:
     return RenderContext(spec, cfg, endpoint_names(cfg.environment, spec.name), engine_catalog().get(spec.engine))
 
 
-def image_reference(spec: EndpointSpec, engine: EngineImage, repository_url: str | None = None) -> str:
-    """The stock image, or the endpoint's baked image in the platform's ECR, always by digest."""
-    if spec.image == "baked" and repository_url:
-        return f"{repository_url}@{engine.digest}"
-    return engine.reference
+def image_reference(spec: EndpointSpec, engine: EngineImage) -> str:
+    """The stock engine image, or the endpoint's baked image; both pinned by digest."""
+    return spec.image if spec.baked else engine.reference
 
 
 def replica_resources(spec: EndpointSpec, cfg: EnvironmentConfig) -> dict:
@@ -228,13 +226,13 @@ def secret_shell(ctx: RenderContext, name: str, key: str) -> dict:
             "metadata": ctx.meta(name, annotations={"privend.io/value": f"set from a Pulumi secret ({key})"})}
 
 
-def deployment(ctx: RenderContext, with_hf_token: bool, repository_url: str | None = None) -> dict:
+def deployment(ctx: RenderContext, with_hf_token: bool) -> dict:
     spec, engine = ctx.spec, ctx.engine
-    baked = spec.image == "baked"
+    baked = spec.baked
     cache_dir = "/weights" if baked else "/data"
     container = {
         "name": "engine",
-        "image": image_reference(spec, engine, repository_url),
+        "image": image_reference(spec, engine),
         "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
         "resources": replica_resources(spec, ctx.cfg),
         "startupProbe": {"httpGet": {"path": engine.health_path, "port": "http"}, "periodSeconds": 10,
@@ -364,7 +362,7 @@ def render_endpoint(spec: EndpointSpec, cfg: EnvironmentConfig, *, with_hf_token
                     load_balancer_arn_suffix: str | None = "net/offline/0") -> list[dict]:
     """All Kubernetes objects of one endpoint, in apply order."""
     ctx = context(spec, cfg)
-    hub = spec.image == "stock"
+    hub = not spec.baked
     objects = [namespace(ctx), *network_policies(ctx, hub), resource_quota(ctx), limit_range(ctx), service_account(ctx)]
     objects.append(secret_shell(ctx, API_KEY_SECRET, "API_KEY"))
     if with_hf_token and hub:

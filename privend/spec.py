@@ -26,6 +26,8 @@ MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 REVISION = re.compile(r"^[\w.-][\w./-]{0,99}$")
 QUANTIZATIONS = ("awq", "gptq", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "eetq", "fp8")
 MAX_REPLICAS = 64
+# A baked image: the engine with one model's weights built in, pinned by digest.
+BAKED_IMAGE = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 
 
 class _Spec(BaseModel):
@@ -104,7 +106,7 @@ class EndpointRequest(_Spec):
     max_input_tokens: int | None = Field(default=None, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=2)
     gpus_per_replica: int | None = Field(default=None, ge=1, le=8)
-    image: Literal["stock", "baked"] = "stock"
+    image: str = "stock"  # "stock", or a baked image reference pinned by digest
 
     @field_validator("name")
     @classmethod
@@ -121,6 +123,14 @@ class EndpointRequest(_Spec):
     def _model(cls, value: str) -> str:
         if not MODEL_ID.match(value):
             raise ValueError(f"model {value!r} must be a hub id of the form org/name")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if value != "stock" and not BAKED_IMAGE.match(value):
+            raise ValueError(f"image {value!r} must be 'stock' or a baked image pinned by digest "
+                             "(registry/repository@sha256:<64 hex>)")
         return value
 
     @field_validator("revision")
@@ -159,12 +169,17 @@ class EndpointSpec(_Spec):
     gpus_per_replica: int
     max_input_tokens: int
     max_total_tokens: int
-    image: Literal["stock", "baked"]
+    image: str
     allowed_principals: list[str]
 
     @property
     def scale_to_zero(self) -> bool:
         return self.min_replicas == 0
+
+    @property
+    def baked(self) -> bool:
+        """Weights are built into the image: no model hub access at start-up."""
+        return self.image != "stock"
 
 
 def parse_replicas(text: str) -> tuple[int, int]:

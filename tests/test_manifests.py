@@ -17,7 +17,8 @@ VARIANTS = [
     dict(model="meta-llama/Llama-3.1-8B-Instruct", engine="tgi", min_replicas=1, max_replicas=3),
     dict(model="meta-llama/Llama-3.1-8B-Instruct", engine="vllm", min_replicas=0, max_replicas=2),
     dict(model="Qwen/Qwen2.5-72B-Instruct", engine="tgi", pool="h100", quantize="awq"),
-    dict(model="mistralai/Mixtral-8x7B-Instruct-v0.1", engine="vllm", pool="l40s", image="baked"),
+    dict(model="mistralai/Mixtral-8x7B-Instruct-v0.1", engine="vllm", pool="l40s",
+         image="123456789012.dkr.ecr.us-east-1.amazonaws.com/privend/prod/vllm@sha256:" + "ab" * 32),
 ]
 
 
@@ -147,3 +148,19 @@ def test_scale_to_zero_wakes_on_load_balancer_connections():
     scaled = next(o for o in objects if o["kind"] == "ScaledObject")
     assert scaled["spec"]["minReplicaCount"] == 0
     assert [t["name"] for t in scaled["spec"]["triggers"]] == ["queue-depth", "wake-on-connection"]
+
+
+def test_baked_image_needs_no_model_hub_and_no_token():
+    _, _, objects = _objects(VARIANTS[3])
+    pod, container = _container(objects)
+    assert container["image"] == VARIANTS[3]["image"]
+    assert "allow-model-hub" not in {o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"}
+    assert "hf-token" not in {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
+    assert "HF_TOKEN" not in {e["name"] for e in container["env"]}
+
+
+def test_image_must_be_stock_or_pinned_by_digest():
+    from privend.errors import InputError
+
+    with pytest.raises(InputError, match=r"image 'repo/tgi:latest' must be 'stock' or a baked image pinned by digest"):
+        validate_request(name="chat", tenant="acme", model="meta-llama/Llama-3.1-8B-Instruct", image="repo/tgi:latest")

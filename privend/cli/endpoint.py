@@ -22,7 +22,8 @@ def _spec_options(func):
         click.option("--max-input-tokens", type=int),
         click.option("--max-total-tokens", type=int),
         click.option("--gpus-per-replica", type=int, help="Required for models outside the catalog."),
-        click.option("--image", type=click.Choice(["stock", "baked"]), help="Stock engine image or one with baked weights."),
+        click.option("--image", help="'stock' (default), or a baked image with the weights built in, "
+                                     "pinned by digest: registry/repo@sha256:<digest> (see images/)."),
         click.option("--no-deploy", is_flag=True, help="Record the change only; `endpoint sync` deploys it."),
     ]
     for option in reversed(options):
@@ -214,7 +215,7 @@ def show(name, env, fmt) -> None:
 
 
 @endpoint.command("sync")
-@click.option("--parallel", type=int, default=4, show_default=True, help="Stacks deployed at once.")
+@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="Stacks deployed at once.")
 @env_option
 @format_option
 def sync_(parallel, env, fmt) -> None:
