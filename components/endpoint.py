@@ -49,6 +49,7 @@ class EndpointArgs:
     private_subnet_ids: pulumi.Input[Sequence[str]]
     cluster_security_group_id: pulumi.Input[str]
     alert_topic_arn: pulumi.Input[str]
+    tenant_account: str = ""
     hf_token: pulumi.Input[str] | None = None  # a Pulumi secret
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -154,7 +155,9 @@ class Endpoint(pulumi.ComponentResource):
             # Only the tenant's own AWS principals may create endpoints to this service.
             allowed_principals=list(args.spec.allowed_principals),
             supported_ip_address_types=["ipv4"],
-            tags={**args.tags, "Name": f"{args.cfg.environment}-{args.spec.name}"},
+            tags={**args.tags, "Name": f"{args.cfg.environment}-{args.spec.name}",
+                  # Lets the policy pack check every allowed principal against the tenant's account.
+                  "privend.io/tenant-account": args.tenant_account},
             opts=self._opts(),
         )
         self.service_name = self.endpoint_service.service_name

@@ -288,13 +288,20 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return _format_loc(loc), message
 
 
-def split_secrets(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], set[str]]:
-    """Separate secret keys from plain ones; a secret stored in plain text is refused."""
+def split_secrets(raw: dict[str, Any], source: str, strict: bool = True) -> tuple[dict[str, Any], set[str]]:
+    """Separate secret keys from plain ones.
+
+    A secret stored in plain text is refused when `strict` (the deploy path);
+    offline it is left to the no-plaintext-credentials guardrail, which reports
+    it with exit code 3 (privend.policy.config_violations).
+    """
     plain: dict[str, Any] = {}
     secrets: set[str] = set()
     for key, value in raw.items():
         is_secure = isinstance(value, dict) and set(value) == {"secure"}
         if key in SECRET_KEYS:
+            if not is_secure and not strict:
+                continue
             if not is_secure:
                 raise InputError(
                     f"{source}: {NAMESPACE}:{key}: {SECRET_KEYS[key]} is stored in plain text; "
@@ -308,9 +315,9 @@ def split_secrets(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], set
     return plain, secrets
 
 
-def parse_environment(raw: dict[str, Any], env: str, source: str) -> EnvironmentConfig:
+def parse_environment(raw: dict[str, Any], env: str, source: str, strict: bool = False) -> EnvironmentConfig:
     """Validate a `privend:` namespace (keys without the prefix) into an EnvironmentConfig."""
-    plain, _ = split_secrets(raw, source)
+    plain, _ = split_secrets(raw, source, strict=strict)
     data = {"environment": env, **plain}
     try:
         return EnvironmentConfig.model_validate(data)
@@ -388,6 +395,6 @@ def load_pulumi_config() -> EnvironmentConfig:
                 pass
         raw[key[len(prefix):]] = value
     try:
-        return parse_environment(raw, env, f"stacks/Pulumi.{env}.yaml")
+        return parse_environment(raw, env, f"stacks/Pulumi.{env}.yaml", strict=True)
     except InputError as exc:
         raise pulumi.RunError(str(exc)) from None

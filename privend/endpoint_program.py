@@ -42,6 +42,7 @@ def endpoint_program(spec: EndpointSpec, cfg: EnvironmentConfig, hf_token: pulum
         private_subnet_ids=platform.require_output("privateSubnetIds"),
         cluster_security_group_id=platform.require_output("clusterSecurityGroupId"),
         alert_topic_arn=platform.require_output("alertTopicArn"),
+        tenant_account=spec.tenant_account,
         hf_token=hf_token,
         tags=endpoint_tags(cfg, spec),
     ), pulumi.ResourceOptions(providers={"aws": aws_provider, "kubernetes": k8s_provider}))

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from privend.config import EnvironmentConfig
 from privend.deploy import Deployer, DeployOutcome, DeployUnavailable
 from privend.errors import InputError, PrivendError
+from privend.plan import check_endpoint_policy
 from privend.registry import Endpoint, Registry, SubscriptionSegment, Tenant, spec_hash
 from privend.spec import EndpointRequest, EndpointSpec, TenantSpec, build_spec
 
@@ -72,6 +73,7 @@ def new_endpoint(registry: Registry, cfg: EnvironmentConfig, request: EndpointRe
     """Validate, size and record a new endpoint (status pending). Nothing is stored on any error."""
     tenant = registry.get_tenant(cfg.environment, request.tenant)
     spec = build_spec(request, tenant_spec(tenant), cfg)
+    check_endpoint_policy(spec, cfg)
     data = spec.model_dump(mode="json")
     stamp = now()
     endpoint = Endpoint(env=cfg.environment, name=spec.name, tenant=spec.tenant, spec=data, spec_hash=spec_hash(data),
@@ -87,6 +89,8 @@ def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effec
         raise InputError(f"endpoint '{name}' is being deleted in env {cfg.environment}")
     tenant = registry.get_tenant(cfg.environment, current.tenant)
     spec = build_spec(request_from(current, **changes), tenant_spec(tenant), cfg)
+    if spec.model_dump(mode="json") != current.spec:
+        check_endpoint_policy(spec, cfg)
     data = spec.model_dump(mode="json")
     subscription = None
     if spec.plan != spec_of(current).plan:

@@ -20,6 +20,31 @@ def plan_platform(cfg: EnvironmentConfig) -> StackPlan:
     return run_program(lambda: platform_program(cfg), stack=cfg.environment, cloud=OfflineCloud(cfg.region))
 
 
+_platform_cache: dict[str, StackPlan] = {}
+
+
+def cached_platform_plan(cfg: EnvironmentConfig) -> StackPlan:
+    """The platform plan of `cfg`, computed once per process and config (endpoint checks reuse it)."""
+    key = cfg.model_dump_json()
+    if key not in _platform_cache:
+        _platform_cache.clear()
+        _platform_cache[key] = plan_platform(cfg)
+    return _platform_cache[key]
+
+
+def check_endpoint_policy(spec, cfg: EnvironmentConfig) -> None:
+    """Refuse a spec whose endpoint stack would violate a mandatory guardrail (exit code 3)."""
+    from privend.errors import PolicyViolation
+    from privend.policy import evaluate, mandatory
+
+    plan = plan_endpoint(spec, cfg, cached_platform_plan(cfg))
+    blocking = mandatory(evaluate([plan], cfg, include_config=False))
+    if blocking:
+        first = blocking[0]
+        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        raise PolicyViolation(f"endpoint {spec.name!r} violates {first.rule}: {first.message}{more}; fix: {first.fix}")
+
+
 def plan_environment(env: str, endpoint: str | None = None, specs: list | None = None) -> list[StackPlan]:
     """The platform stack and every endpoint stack of `env` (only `endpoint`'s when given).
 

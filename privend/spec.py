@@ -170,6 +170,7 @@ class EndpointSpec(_Spec):
     max_input_tokens: int
     max_total_tokens: int
     image: str
+    tenant_account: str
     allowed_principals: list[str]
 
     @property
@@ -288,5 +289,6 @@ def build_spec(request: EndpointRequest, tenant: TenantSpec, cfg: EnvironmentCon
         max_input_tokens=size.max_input_tokens,
         max_total_tokens=size.max_total_tokens,
         image=request.image,
+        tenant_account=tenant.aws_account,
         allowed_principals=tenant.allowed_principals,
     )

@@ -19,6 +19,7 @@ def _platform_plan(env: str) -> StackPlan:
 @pytest.fixture(scope="session")
 def platform_plan():
     """platform_plan("dev") -> StackPlan of the real dev stack file under the offline engine."""
+    _platform_plan("dev")  # computed before any test body can monkeypatch the programs
     return _platform_plan
 
 
@@ -60,4 +61,5 @@ def _fleet_plans(env: str):
 @pytest.fixture(scope="session")
 def fleet():
     """fleet("dev") -> {endpoint: (spec, StackPlan)} for four endpoints of three tenants."""
+    _fleet_plans("dev")  # computed before any test body can monkeypatch the programs
     return _fleet_plans

@@ -92,8 +92,6 @@ INVALID = [
      "privend:costTags: tag 'environment' is reserved: the platform sets it"),
     ("aws tag", lambda c: c.update({"privend:costTags": {"aws:owner": "x"}}),
      "privend:costTags: 'aws:owner' is not a valid AWS tag key"),
-    ("plaintext token", lambda c: c.update({"privend:hfToken": "hf_abcdefghijklmnop"}),
-     "privend:hfToken: the Hugging Face token is stored in plain text; set it with `pulumi config set --secret privend:hfToken`"),
 ]
 
 
@@ -137,3 +135,16 @@ def test_unknown_environment_lists_the_known_ones():
 def test_environment_name_must_be_a_dns_label():
     with pytest.raises(InputError, match="environment name 'Prod!' must be lowercase"):
         load_environment("Prod!")
+
+
+def test_plaintext_token_is_refused_on_the_deploy_path_with_the_fix(tmp_path, monkeypatch):
+    from privend.config import parse_environment
+
+    raw = {"region": "us-east-1", "gpuPools": [{"name": "l4", "instanceTypes": ["g6.xlarge"], "minSize": 0, "maxSize": 1}],
+           "hfToken": "hf_abcdefghijklmnopqrstuvwxyz0123456789"}
+    with pytest.raises(InputError) as exc:
+        parse_environment(raw, "dev", "stacks/Pulumi.dev.yaml", strict=True)
+    assert str(exc.value) == ("stacks/Pulumi.dev.yaml: privend:hfToken: the Hugging Face token is stored in plain text; "
+                              "set it with `pulumi config set --secret privend:hfToken`")
+    # Offline the file still loads: the guardrail reports it instead (exit code 3, see test_policies).
+    assert parse_environment(raw, "dev", "stacks/Pulumi.dev.yaml").environment == "dev"

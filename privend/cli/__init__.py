@@ -48,12 +48,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from privend.cli import endpoint, export, plan, tenant
+    from privend.cli import endpoint, export, plan, policy, tenant
 
     main.add_command(plan.plan)
     main.add_command(tenant.tenant)
     main.add_command(endpoint.endpoint)
     main.add_command(export.export)
+    main.add_command(policy.policy)
 
 
 _register()
