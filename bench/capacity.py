@@ -59,7 +59,7 @@ ENDPOINTS_PER_TENANT = 3
 
 
 def _pick(rng: random.Random, weighted):
-    values, weights = zip(*[(entry[:-1], entry[-1]) for entry in weighted])
+    values, weights = zip(*[(entry[:-1], entry[-1]) for entry in weighted], strict=True)
     choice = rng.choices(values, weights)[0]
     return choice if len(choice) > 1 else choice[0]
 

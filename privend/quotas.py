@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError

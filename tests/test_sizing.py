@@ -70,7 +70,7 @@ def test_weight_bytes_per_dtype_and_quantization(precision: str, expected_bytes:
 def test_weight_bytes_round_up_to_whole_bytes() -> None:
     odd = OpenModel(
         id="acme/odd",
-        parameters=3,
+        parameters=2,
         layers=1,
         attention_heads=1,
         kv_heads=1,
@@ -78,7 +78,7 @@ def test_weight_bytes_round_up_to_whole_bytes() -> None:
         max_context=16,
         default_dtype="bfloat16",
     )
-    assert weight_bytes(odd, "awq") == 2  # 3 * 9/16 = 1.6875
+    assert weight_bytes(odd, "awq") == 2  # 2 * 9/16 = 1.125
 
 
 def test_unknown_precision_is_a_one_line_input_error() -> None:
