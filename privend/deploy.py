@@ -98,8 +98,10 @@ class AutomationDeployer:
     def deploy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome:
         stack = self._stack(spec, cfg)
         try:
-            packs = [str(POLICY_PACK_DIR)] if (POLICY_PACK_DIR / "PulumiPolicy.yaml").is_file() else []
-            result = stack.up(policy_packs=packs, on_output=lambda _line: None)
+            # The same guardrails the offline plan enforces, now enforced by the engine.
+            result = stack.up(policy_packs=[str(POLICY_PACK_DIR)],
+                              policy_pack_configs=[str(POLICY_PACK_DIR / "policy-config.json")],
+                              on_output=lambda _line: None)
         except Exception as exc:  # the Automation API raises CommandError with the engine's output
             return DeployOutcome(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__, {})
         outputs = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
