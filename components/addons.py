@@ -69,6 +69,27 @@ def load_balancer_controller_values(cluster_name: str, region: str, vpc_id: str,
     }
 
 
+def keda_cloudwatch_policy() -> dict:
+    """KEDA scales endpoints on CloudWatch metrics (queue depth, load balancer flows): read-only access."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"],
+            "Resource": "*",
+        }],
+    }
+
+
+def keda_values(role_arn: str) -> dict:
+    # Triggers use identityOwner: operator, so the operator's own IRSA role reads the metrics.
+    return {
+        "nodeSelector": SYSTEM_NODE_SELECTOR,
+        "podIdentity": {"aws": {"irsa": {"enabled": True, "roleArn": role_arn}}},
+        "serviceAccount": {"operator": {"name": "keda-operator"}},
+    }
+
+
 class PlatformAddons(pulumi.ComponentResource):
     """NVIDIA device plugin, AWS Load Balancer Controller, KEDA and the Cluster Autoscaler."""
 
@@ -96,7 +117,11 @@ class PlatformAddons(pulumi.ComponentResource):
                 lambda v: load_balancer_controller_values(args.cluster_name, args.region, v[0], v[1])
             ),
         )
-        self._release("keda", "keda", {"nodeSelector": SYSTEM_NODE_SELECTOR}, create_namespace=True)
+        keda_role = cluster.irsa_role(
+            f"{name}-keda", "keda", "keda-operator",
+            inline_policy=json.dumps(keda_cloudwatch_policy()), parent=self,
+        )
+        self._release("keda", "keda", keda_role.arn.apply(keda_values), create_namespace=True)
         self._release(
             "cluster-autoscaler", "kube-system",
             ca_role.arn.apply(lambda arn: cluster_autoscaler_values(args.cluster_name, args.region, arn)),

@@ -247,3 +247,15 @@ def test_stack_outputs_needed_by_endpoint_stacks_are_present_and_kubeconfig_is_s
     assert plan.outputs["privateSubnetCidrs"] == ["10.30.0.0/19", "10.30.32.0/19", "10.30.64.0/19"]
     assert plan.outputs["registryTableName"] == "privend-prod-registry"
     assert plan.outputs["alertTopicArn"].startswith("arn:aws:sns:us-east-1:")
+
+
+def test_keda_operator_reads_cloudwatch_through_its_own_irsa_role(platform_plan):
+    plan = platform_plan("prod")
+    keda = next(r for r in plan.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "keda")
+    role_arn = keda.inputs["values"]["podIdentity"]["aws"]["irsa"]["roleArn"]
+    roles = {r.outputs["arn"]: r for r in plan.by_type("aws:iam/role:Role")}
+    trust = json.loads(roles[role_arn].inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+    assert "system:serviceaccount:keda:keda-operator" in trust.values()
+    policy = next(r for r in plan.by_type("aws:iam/rolePolicy:RolePolicy") if r.name == "addons-keda-inline")
+    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
+    assert statement["Action"] == ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"]
