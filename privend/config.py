@@ -38,7 +38,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-def _dns_label(value: str, what: str, max_len: int) -> str:
+def dns_label(value: str, what: str, max_len: int) -> str:
+    """`value` if it is a DNS-1123 label of at most `max_len` characters, else ValueError naming `what`."""
     if len(value) > max_len:
         raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
     if not DNS1123_LABEL.match(value):
@@ -114,7 +115,7 @@ class GpuPool(_Scaling):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _dns_label(value, "pool name", POOL_NAME_MAX)
+        return dns_label(value, "pool name", POOL_NAME_MAX)
 
     @field_validator("instance_types")
     @classmethod
@@ -188,7 +189,7 @@ class EnvironmentConfig(_Model):
     @field_validator("environment")
     @classmethod
     def _environment(cls, value: str) -> str:
-        return _dns_label(value, "environment name", ENV_NAME_MAX)
+        return dns_label(value, "environment name", ENV_NAME_MAX)
 
     @field_validator("region")
     @classmethod
@@ -354,7 +355,7 @@ def load_environment(env: str) -> EnvironmentConfig:
 
 def _dns_label_or_input_error(env: str) -> None:
     try:
-        _dns_label(env, "environment name", ENV_NAME_MAX)
+        dns_label(env, "environment name", ENV_NAME_MAX)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 

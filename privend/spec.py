@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from privend.catalog import model_catalog
-from privend.config import DNS1123_LABEL, EnvironmentConfig
+from privend.config import EnvironmentConfig, dns_label
 from privend.errors import InputError
 from privend.naming import ENDPOINT_NAME_MAX, TENANT_NAME_MAX
 from privend.sizing import ReplicaSize, size_custom, size_replica
@@ -34,14 +34,6 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _label(value: str, what: str, max_len: int) -> str:
-    if len(value) > max_len:
-        raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
-    if not DNS1123_LABEL.match(value):
-        raise ValueError(f"{what} {value!r} must be lowercase letters, digits and '-', starting with a letter")
-    return value
-
-
 class TenantSpec(_Spec):
     name: str
     aws_account: str
@@ -52,7 +44,7 @@ class TenantSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _label(value, "tenant name", TENANT_NAME_MAX)
+        return dns_label(value, "tenant name", TENANT_NAME_MAX)
 
     @field_validator("aws_account")
     @classmethod
@@ -111,12 +103,12 @@ class EndpointRequest(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _label(value, "endpoint name", ENDPOINT_NAME_MAX)
+        return dns_label(value, "endpoint name", ENDPOINT_NAME_MAX)
 
     @field_validator("tenant")
     @classmethod
     def _tenant(cls, value: str) -> str:
-        return _label(value, "tenant name", TENANT_NAME_MAX)
+        return dns_label(value, "tenant name", TENANT_NAME_MAX)
 
     @field_validator("model")
     @classmethod
