@@ -48,13 +48,15 @@ def main() -> None:
 
 
 def _register() -> None:
-    from privend.cli import endpoint, export, plan, policy, tenant
+    from privend.cli import capacity, endpoint, export, plan, policy, quota, tenant
 
     main.add_command(plan.plan)
     main.add_command(tenant.tenant)
     main.add_command(endpoint.endpoint)
     main.add_command(export.export)
     main.add_command(policy.policy)
+    main.add_command(capacity.capacity)
+    main.add_command(quota.quota)
 
 
 _register()

@@ -71,16 +71,40 @@ def endpoint() -> None:
     """Create, change, deploy and inspect customer endpoints."""
 
 
+def _cost_lines(admission) -> list[str]:
+    """The new endpoint's monthly estimate: its pooled share and network, next to the dedicated baseline."""
+    from privend.cost import SPOT_PRICE_FACTOR
+
+    c = admission.cost
+    on = ", ".join(f"{count} on {name}" for name, count in c.instance_types.items()) or "none: scales to zero"
+    spot = f"; spot at {SPOT_PRICE_FACTOR * 100:.0f} % of on-demand, an assumption" if c.capacity_type == "spot" else ""
+    return [
+        f"monthly cost estimate, USD (prices read {c.prices_read_on}; {c.gpus_at_min} GPU(s) at min scale{spot}):",
+        f"  pooled     ${c.total_monthly:,.2f} = compute ${c.compute_monthly:,.2f} (replicas at min: {on}) "
+        f"+ NLB ${c.nlb_monthly:,.2f} + PrivateLink ${c.privatelink_monthly:,.2f}",
+        f"  dedicated  ${c.baseline_total_monthly:,.2f} = {c.baseline_instances}x {c.baseline_instance_type} on-demand "
+        f"${c.baseline_compute_monthly:,.2f} + the same network",
+    ]
+
+
 @endpoint.command("create")
 @click.argument("name")
 @click.option("--tenant", required=True)
 @click.option("--start", help="Subscription start, ISO 8601 with offset (default now).")
+@click.option("--strict-quota", is_flag=True,
+              help="Refuse (exit 1) when the endpoint would exceed an EC2 vCPU quota or quotas cannot be checked.")
 @_spec_options
 @env_option
-def create(name, tenant, start, no_deploy, env, **options) -> None:
-    """Create an endpoint for a tenant."""
+def create(name, tenant, start, strict_quota, no_deploy, env, **options) -> None:
+    """Create an endpoint for a tenant.
+
+    Refused (exit 2) when its pool cannot hold it at maximum scale within
+    maxSize. With AWS credentials, warns when it would exceed an EC2 vCPU quota
+    (refuses, exit 1, with --strict-quota).
+    """
     from privend.config import load_environment
     from privend.endpoints import new_endpoint
+    from privend.fleet import admit_endpoint, endpoint_quota_notice
     from privend.registry import open_registry
     from privend.spec import validate_request
 
@@ -91,6 +115,9 @@ def create(name, tenant, start, no_deploy, env, **options) -> None:
     start_at = parse_time(start, "--start")
     cfg = load_environment(env)
     with open_registry() as registry:
+        # Capacity and quota come first: a refusal must leave nothing recorded.
+        admission = admit_endpoint(registry, cfg, request)
+        notice = endpoint_quota_notice(admission, cfg, strict=strict_quota) if admission else None
         created = new_endpoint(registry, cfg, request, start_at)
         spec = created.spec
         click.echo(
@@ -98,6 +125,10 @@ def create(name, tenant, start, no_deploy, env, **options) -> None:
             f"{spec['gpus_per_replica']} GPU(s) per replica, replicas {spec['min_replicas']}..{spec['max_replicas']}, "
             f"tokens {spec['max_input_tokens']} in / {spec['max_total_tokens']} total"
         )
+        for line in _cost_lines(admission) if admission else []:
+            click.echo(line)
+        if notice:
+            click.echo(notice, err=True)
         _deploy_after_record(registry, cfg, name, no_deploy)
 
 

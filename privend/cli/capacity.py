@@ -1,0 +1,161 @@
+"""`privend capacity ...`: GPU nodes per pool for the registered endpoints, their cost, and the pools' bounds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import click
+
+from privend.cli import env_option, format_option
+from privend.cli.render import emit_json, emit_table
+
+
+def money(amount: Decimal) -> str:
+    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
+
+
+def percent(value: Fraction | float) -> str:
+    return f"{float(value) * 100:.1f} %"
+
+
+def node_mix(nodes_by_type: dict[str, int]) -> str:
+    return ", ".join(f"{count}x {name}" for name, count in nodes_by_type.items()) or "none"
+
+
+def where(placements) -> str:
+    """Replicas of one endpoint at one scale: `r0 #0 g6.12xlarge GPU 0-1, r1 #1 ...`."""
+    if not placements:
+        return "none (0 replicas)"
+    parts = []
+    for p in placements:
+        gpus = p.gpu_indices
+        span = str(gpus[0]) if len(gpus) == 1 else f"{gpus[0]}-{gpus[-1]}"
+        parts.append(f"r{p.replica} #{p.node_index} {p.instance_type} GPU {span}")
+    return ", ".join(parts)
+
+
+def placements_json(capacity_plan, endpoint: str) -> dict:
+    return {scale: [p.to_dict() for p in placed] for scale, placed in capacity_plan.placements_for(endpoint).items()}
+
+
+@click.group()
+def capacity() -> None:
+    """GPU capacity of an environment's pools: plan it, price it, and write the pools' bounds."""
+
+
+@capacity.command("plan")
+@env_option
+@format_option
+def plan(env, fmt) -> None:
+    """Nodes per pool at min and max scale, where replicas land, and the monthly cost."""
+    from privend.config import load_environment
+    from privend.fleet import capacity_for, estimate_for, pool_fits
+    from privend.registry import open_registry
+
+    cfg = load_environment(env)
+    with open_registry() as registry:
+        capacity_plan = capacity_for(env, registry, cfg)
+    fits = pool_fits(capacity_plan)
+    estimate = estimate_for(capacity_plan, cfg)
+
+    if fmt == "json":
+        emit_json({
+            "env": env,
+            "prices_read_on": capacity_plan.prices_read_on,
+            "pools": [{"name": name, **pool_plan.to_dict(), "fit": fits[name].to_dict()}
+                      for name, pool_plan in capacity_plan.pools.items()],
+            "endpoints": [{**d.to_dict(), "placements": placements_json(capacity_plan, d.endpoint)}
+                          for d in capacity_plan.demands],
+            "cost": estimate.to_dict(),
+        })
+        return
+
+    rows = []
+    for name, pool_plan in capacity_plan.pools.items():
+        spec, low, high, fit = pool_plan.pool, pool_plan.min, pool_plan.max, fits[name]
+        if fit.cheapest:
+            fits_text = "yes"
+        elif fit.fits:
+            fits_text = f"yes, as {fit.fewest_nodes}x {fit.largest_type}"
+        else:
+            fits_text = f"NO: needs {fit.fewest_nodes}"
+        rows.append((
+            f"{name} ({spec.capacity_type})", f"{spec.min_size}..{spec.max_size}",
+            f"{low.node_count} ({node_mix(low.nodes_by_type())})",
+            f"{high.node_count} ({node_mix(high.nodes_by_type())})",
+            f"{percent(low.gpu_utilisation)} / {percent(high.gpu_utilisation)}",
+            f"{low.lower_bound} / {high.lower_bound}",
+            f"{percent(low.gap)} / {percent(high.gap)}",
+            fits_text,
+        ))
+    emit_table(f"capacity plan of env {env}: GPU nodes per pool",
+               ["pool", "min..max", "nodes at min", "nodes at max", "GPU use min / max", "lower bound min / max",
+                "gap min / max", "fits maxSize"], rows)
+    click.echo("min..max: the pool's configured minSize..maxSize; lower bound: fewest nodes any placement needs; "
+               "gap: the plan's hourly price over the lowest price any placement could reach (a proven bound). "
+               "GPUs are never shared; dedicated-tier tenants get nodes of their own.")
+
+    if capacity_plan.demands:
+        emit_table("where replicas land (r<replica> #<node> <type> GPU <indices>)",
+                   ["endpoint", "tenant", "pool", "tier", "GPUs/replica", "replicas", "at min scale", "at max scale"],
+                   [(d.endpoint, d.tenant, d.pool, d.tier, d.gpus_per_replica, f"{d.min_replicas}..{d.max_replicas}",
+                     where(placed["min"]), where(placed["max"]))
+                    for d in capacity_plan.demands
+                    for placed in [capacity_plan.placements_for(d.endpoint)]])
+        emit_table(f"monthly cost estimate per endpoint, USD (prices read {estimate.prices_read_on})",
+                   ["endpoint", "pool", "GPUs at min", "pooled compute", "NLB", "PrivateLink", "pooled total",
+                    "dedicated baseline", "baseline total", "pooled saves"],
+                   [(c.endpoint, f"{c.pool} ({c.capacity_type})", c.gpus_at_min, money(c.compute_monthly),
+                     money(c.nlb_monthly), money(c.privatelink_monthly), money(c.total_monthly),
+                     f"{c.baseline_instances}x {c.baseline_instance_type}", money(c.baseline_total_monthly),
+                     money(c.savings_monthly))
+                    for c in estimate.endpoints])
+    else:
+        click.echo(f"no endpoints registered in env {env}: every pool needs 0 nodes (beyond its minSize)")
+    emit_table("monthly cost per pool at min scale, USD",
+               ["pool", "capacity", "nodes", "floor nodes (minSize)", "monthly", "not attributed to an endpoint"],
+               [(p.pool, p.capacity_type, p.nodes, p.floor_nodes, money(p.monthly), money(p.unattributed_monthly))
+                for p in estimate.pools])
+    saving = (f"pooled is {percent(estimate.savings_fraction)} cheaper" if estimate.savings_fraction >= 0
+              else f"pooled is {percent(-estimate.savings_fraction)} dearer")
+    click.echo(f"env {env}: pooled {money(estimate.pooled_monthly)} / month, dedicated baseline "
+               f"{money(estimate.baseline_monthly)} / month: {saving} (prices read {estimate.prices_read_on})")
+    click.echo("assumptions:")
+    for assumption in estimate.assumptions:
+        click.echo(f"  - {assumption}")
+
+
+@capacity.command("apply")
+@env_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def apply(env, yes) -> None:
+    """Write the planned GPU pool bounds (minSize, maxSize) into stacks/Pulumi.<env>.yaml.
+
+    A bound is never lowered below what running endpoints (ready, deploying,
+    suspended) need at their maximum scale. Shows the diff and asks first.
+    """
+    from privend.config import load_environment, stack_file
+    from privend.fleet import RUNNING_STATUSES, apply_bounds, capacity_for, pool_bounds, write_stack_file
+    from privend.registry import open_registry
+
+    cfg = load_environment(env)
+    path = stack_file(env)
+    with open_registry() as registry:
+        capacity_plan = capacity_for(env, registry, cfg)
+        running = capacity_for(env, registry, cfg, statuses=RUNNING_STATUSES)
+    bounds = pool_bounds(cfg, capacity_plan, running)
+    new_text, diff = apply_bounds(cfg, capacity_plan, path, running)
+    for b in bounds:
+        desired = "" if b.new_desired is None else f", desiredSize {b.desired_size} -> {b.new_desired}"
+        click.echo(f"pool {b.pool}: minSize {b.min_size} -> {b.new_min}, maxSize {b.max_size} -> {b.new_max}{desired} "
+                   f"(plan: {b.planned_min} nodes at min, {b.planned_max} at max; running endpoints need "
+                   f"{b.running_need} at max)")
+    if not diff:
+        click.echo(f"nothing to change in {path.name}: the pool bounds already follow the plan")
+        return
+    click.echo(diff, nl=False)
+    if not yes:
+        click.confirm(f"Write these pool bounds to {path.name}?", abort=True)
+    write_stack_file(cfg, path, new_text, {b.pool: b.new_values() for b in bounds})
+    click.echo(f"wrote {path.name}; `pulumi up -s {env}` applies the bounds to the node groups")
