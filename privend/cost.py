@@ -313,7 +313,7 @@ def _split_cents(exact: dict[str, Fraction], total: Decimal) -> dict[str, Decima
     by_remainder = sorted(exact, key=lambda name: (-(exact[name] * 100 - floors[name]), name))
     for name in by_remainder[:spare]:
         floors[name] += 1
-    return {name: Decimal(cents) / 100 for name, cents in floors.items()}
+    return {name: (Decimal(cents) / 100).quantize(Decimal("0.01")) for name, cents in floors.items()}
 
 
 def _baseline_type(demand: Demand, pool_plan: PoolPlan, catalog: GpuCatalog) -> GpuInstanceType:

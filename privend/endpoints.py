@@ -62,6 +62,9 @@ def request_from(endpoint: Endpoint, **changes) -> EndpointRequest:
         # A new model, pool or quantization is sized afresh unless the operator says otherwise.
         for key in ("gpus_per_replica", "max_input_tokens", "max_total_tokens"):
             current[key] = None
+    if changes.get("max_total_tokens") is not None and changes.get("max_input_tokens") is None:
+        # The input limit was derived from the old total: derive it again from the new one.
+        current["max_input_tokens"] = None
     current.update({k: v for k, v in changes.items() if v is not None})
     from privend.spec import validate_request
 
@@ -95,6 +98,8 @@ def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effec
     subscription = None
     if spec.plan != spec_of(current).plan:
         subscription = switch_plan(registry.get_subscription(cfg.environment, name), spec.plan, effective or now())
+    if data == current.spec and subscription is None:
+        return current  # nothing changed: no write, no version bump
     return registry.update_endpoint(cfg.environment, name, expected_version=current.version, spec=data,
                                     spec_hash=spec_hash(data), subscription=subscription)
 
@@ -103,18 +108,27 @@ def switch_plan(segments: Sequence[SubscriptionSegment], plan: str, at: datetime
     if not segments or segments[-1].end is not None:
         raise InputError("the endpoint has no running subscription to change")
     last = segments[-1]
+    if at <= last.start and last.start > now():
+        # The current plan has not started yet: it is replaced, not ended.
+        return [*segments[:-1], last.model_copy(update={"plan": plan})]
     if at <= last.start:
         raise InputError(f"plan change at {at.isoformat()} is not after the current plan's start {last.start.isoformat()}")
     return [*segments[:-1], last.model_copy(update={"end": at}), SubscriptionSegment(plan=plan, start=at)]
 
 
 def end_subscription(segments: Sequence[SubscriptionSegment], at: datetime) -> list[SubscriptionSegment]:
-    if not segments or segments[-1].end is not None:
-        return list(segments)
-    last = segments[-1]
-    if at <= last.start:
-        raise InputError(f"end at {at.isoformat()} is not after the subscription's start {last.start.isoformat()}")
-    return [*segments[:-1], last.model_copy(update={"end": at})]
+    """The history cut at `at`: segments that had not started by then are dropped, the running one ends.
+
+    A subscription that has not started yet can be dropped whole; ending a started
+    one before its own start is a mistake and is refused.
+    """
+    if segments and at <= segments[0].start and segments[0].start <= now():
+        raise InputError(f"end at {at.isoformat()} is not after the subscription's start "
+                         f"{segments[0].start.isoformat()}")
+    kept = [s for s in segments if s.start < at]
+    if kept and (kept[-1].end is None or kept[-1].end > at):
+        kept[-1] = kept[-1].model_copy(update={"end": at})
+    return kept
 
 
 def mark_deleting(registry: Registry, env: str, name: str, effective: datetime | None = None) -> Endpoint:
@@ -156,17 +170,23 @@ def deploy_one(registry: Registry, cfg: EnvironmentConfig, endpoint: Endpoint, d
         outcome = deployer.destroy(spec, cfg) if action == "destroy" else deployer.deploy(spec, cfg)
     except Exception as exc:  # noqa: BLE001 - one endpoint's failure must not stop the others
         outcome = DeployOutcome(False, f"{type(exc).__name__}: {exc}", {})
+    # Re-read: the spec may have changed while the stack deployed. What was deployed
+    # is recorded either way; a newer spec stays pending for the next sync.
+    latest = registry.get_endpoint(env, endpoint.name)
     if action == "destroy":
         if outcome.ok:
-            registry.delete_endpoint(env, endpoint.name, expected_version=marked.version)
+            registry.delete_endpoint(env, endpoint.name, expected_version=latest.version)
         else:
-            registry.update_endpoint(env, endpoint.name, expected_version=marked.version,
+            registry.update_endpoint(env, endpoint.name, expected_version=latest.version,
                                      status_message=f"destroy failed: {outcome.message}")
     elif outcome.ok:
-        registry.update_endpoint(env, endpoint.name, expected_version=marked.version, status="ready",
-                                 status_message="", deployed_hash=endpoint.spec_hash)
+        changed = latest.spec_hash != endpoint.spec_hash
+        registry.update_endpoint(env, endpoint.name, expected_version=latest.version,
+                                 status="pending" if changed else "ready",
+                                 status_message="changed while deploying" if changed else "",
+                                 deployed_hash=endpoint.spec_hash)
     else:
-        registry.update_endpoint(env, endpoint.name, expected_version=marked.version, status="failed",
+        registry.update_endpoint(env, endpoint.name, expected_version=latest.version, status="failed",
                                  status_message=outcome.message)
     return SyncResult(endpoint.name, action, outcome.ok, outcome.message)
 
@@ -183,8 +203,11 @@ def sync(registry_factory: Callable[[], Registry], cfg: EnvironmentConfig, deplo
     deployer.check()  # raises DeployUnavailable: nothing was started
 
     def run(endpoint: Endpoint) -> SyncResult:
-        with registry_factory() as registry:  # one connection per worker
-            return deploy_one(registry, cfg, endpoint, deployer)
+        try:
+            with registry_factory() as registry:  # one connection per worker
+                return deploy_one(registry, cfg, endpoint, deployer)
+        except PrivendError as exc:  # e.g. a concurrent writer: report it, keep the others going
+            return SyncResult(endpoint.name, "deploy", False, str(exc))
 
     results: list[SyncResult] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:

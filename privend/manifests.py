@@ -25,6 +25,7 @@ def write_manifests(spec: EndpointSpec, cfg: EnvironmentConfig, out_dir: Path) -
     for index, obj in enumerate(objects):
         path = out_dir / manifest_filename(index, obj)
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".yaml")
+        os.fchmod(fd, 0o644)  # manifests hold no secret values; mkstemp's 0600 would surprise kubectl users
         with os.fdopen(fd, "w") as handle:
             yaml.safe_dump(obj, handle, sort_keys=False)
         os.replace(tmp, path)

@@ -322,8 +322,6 @@ def test_update_of_spec_fields_keeps_the_subscription(world):
     assert data["subscription"] == [{"plan": "standard", "start": START, "end": None}]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: update keeps the derived max_input_tokens (7168) when only "
-                                       "--max-total-tokens is lowered (privend/endpoints.py request_from)")
 def test_update_lowering_only_max_total_tokens_rederives_max_input_tokens(world):
     # `create --max-total-tokens 4096` alone works; `update` with the same option should too.
     ok("endpoint", "update", "tiny", "--max-total-tokens", "4096", "--no-deploy")
@@ -346,8 +344,6 @@ def test_update_to_the_current_values_says_unchanged_and_keeps_the_spec_hash(wor
     assert by_name("tiny")["spec_hash"] == before["spec_hash"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an update that changes nothing still rewrites the record and bumps "
-                                       "its version (privend/endpoints.py change_endpoint)")
 def test_update_to_the_current_values_leaves_the_record_untouched(world):
     before = by_name("tiny")
     ok("endpoint", "update", "tiny", "--replicas", "1:3", "--no-deploy")
@@ -408,9 +404,6 @@ def test_delete_with_yes_and_no_deploy_marks_deleting_and_ends_the_subscription(
     assert by_name("chat-bot")["status"] == "pending" and by_name("chat-bot")["version"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an endpoint whose subscription starts in the future cannot be deleted "
-                                       "(or change plan) without an --effective after that start "
-                                       "(privend/endpoints.py end_subscription, switch_plan)")
 def test_endpoint_whose_subscription_has_not_started_can_be_deleted(world):
     ok("endpoint", "create", "later", "--tenant", "acme", "--model", MODEL_1B, "--start", "2099-01-01T00:00:00Z",
        "--no-deploy")
@@ -613,9 +606,6 @@ def test_delete_without_no_deploy_destroys_at_once_when_the_deploy_layer_works(w
     assert [e["name"] for e in endpoints_json()] == ["chat-bot", "coder"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a change recorded while its stack deploys makes deploy_one's final "
-                                       "write conflict; the endpoint stays 'deploying' and sync skips it for an hour "
-                                       "(privend/endpoints.py deploy_one)")
 def test_change_recorded_while_its_stack_deploys_is_deployed_by_the_next_sync(world, deployer):
     from privend.registry import open_registry, spec_hash
 

@@ -147,6 +147,8 @@ def update(name, effective, no_deploy, env, **options) -> None:
     if all(v is None for v in changes.values()):
         raise click.UsageError("nothing to change: give at least one option")
     at = parse_time(effective, "--effective")
+    if at is not None and changes["plan"] is None:
+        raise click.UsageError("--effective dates a plan change: give --plan as well")
     cfg = load_environment(env)
     with open_registry() as registry:
         before = registry.get_endpoint(env, name)
@@ -240,7 +242,7 @@ def show(name, env, fmt) -> None:
         return
     rows = [(k, v) for k, v in data.items() if k not in ("spec", "subscription", "replicas")]
     rows.append(("replicas", f"{data['replicas']['min']}..{data['replicas']['max']}"))
-    rows += [(f"spec.{k}", v) for k, v in sorted(e.spec.items())]
+    rows += [(f"spec.{k}", ", ".join(v) if isinstance(v, list) else v) for k, v in sorted(e.spec.items())]
     rows += [("subscription", f"{s['plan']}: {s['start']} .. {s['end'] or 'open'}") for s in data["subscription"]]
     emit_table(f"endpoint {name}", ["field", "value"], rows)
 
@@ -267,7 +269,9 @@ def sync_(parallel, env, fmt) -> None:
         else:
             click.echo(f"all endpoints in env {env} are in sync")
         return
-    with Progress(transient=True, disable=fmt == "json") as progress:
+    import sys
+
+    with Progress(transient=True, disable=fmt == "json" or not sys.stdout.isatty()) as progress:
         task = progress.add_task(f"syncing {total} endpoint(s)", total=total)
         try:
             results = sync(open_registry, cfg, default_deployer(), parallel,
