@@ -48,7 +48,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from privend.cli import capacity, endpoint, export, plan, policy, quota, tenant
+    from privend.cli import capacity, demo, endpoint, export, plan, policy, quota, tenant
 
     main.add_command(plan.plan)
     main.add_command(tenant.tenant)
@@ -57,6 +57,7 @@ def _register() -> None:
     main.add_command(policy.policy)
     main.add_command(capacity.capacity)
     main.add_command(quota.quota)
+    main.add_command(demo.demo)
 
 
 _register()
