@@ -192,7 +192,8 @@ class Cluster(pulumi.ComponentResource):
         self._addon("vpc-cni", role=cni_role, configuration={"enableNetworkPolicy": "true"})
         self._addon("kube-proxy")
 
-    def install_workload_addons(self, node_groups: Sequence[pulumi.Resource]) -> None:
+    def install_workload_addons(self, node_groups: Sequence[pulumi.Resource],
+                                observability_config: dict | None = None) -> None:
         """Add-ons that run as Deployments: they need nodes, so they wait for the node groups."""
         ebs_role = self.irsa_role(
             f"{self._name}-ebs-csi", "kube-system", "ebs-csi-controller-sa",
@@ -204,7 +205,8 @@ class Cluster(pulumi.ComponentResource):
         )
         self._addon("coredns", depends_on=node_groups)
         self._addon("aws-ebs-csi-driver", role=ebs_role, depends_on=node_groups)
-        self._addon("amazon-cloudwatch-observability", role=cw_role, depends_on=node_groups)
+        self._addon("amazon-cloudwatch-observability", role=cw_role, configuration=observability_config,
+                    depends_on=node_groups)
 
 
 def kubeconfig_document(cluster_name: str, endpoint: str, ca_data: str) -> str:

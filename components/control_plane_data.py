@@ -11,9 +11,11 @@ import pulumi_aws as aws
 
 from privend.iam import kms_key_policy
 from privend.naming import bounded_name
+from privend.registry.dynamodb import table_schema
 
 ENGINE_REPOSITORIES = ("tgi", "vllm")
-REGISTRY_KEY_SCHEMA = (("pk", "HASH"), ("sk", "RANGE"))
+# The registry's own definition, so the table the platform creates is the one the DynamoDB backend expects.
+REGISTRY_KEY_SCHEMA = tuple((k["AttributeName"], k["KeyType"]) for k in table_schema()["KeySchema"])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 from privend.config import EnvironmentConfig
 from privend.deploy import Deployer, DeployOutcome, DeployUnavailable
 from privend.errors import InputError, PrivendError
+from privend.billing.plans import validate_plan_name
+from privend.billing.suspension import deploy_spec, is_suspended, needs_deploy, sync_message, target_hash
 from privend.plan import check_endpoint_policy
 from privend.registry import Endpoint, Registry, SubscriptionSegment, Tenant, spec_hash
 from privend.spec import EndpointRequest, EndpointSpec, TenantSpec, build_spec
@@ -87,6 +89,8 @@ def new_endpoint(registry: Registry, cfg: EnvironmentConfig, request: EndpointRe
 def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effective: datetime | None = None,
                     **changes) -> Endpoint:
     """Apply changes to an endpoint's spec (and its plan, from `effective`)."""
+    if changes.get("plan") is not None:
+        validate_plan_name(changes["plan"])
     current = registry.get_endpoint(cfg.environment, name)
     if current.status == "deleting":
         raise InputError(f"endpoint '{name}' is being deleted in env {cfg.environment}")
@@ -150,7 +154,10 @@ def pending_work(registry: Registry, env: str) -> list[Endpoint]:
     """Endpoints whose spec differs from what was deployed, and endpoints marked for deletion."""
     cutoff = now() - STALE_DEPLOY
     work = {e.name: e for e in registry.list_endpoints_needing_deploy(env)}
-    work.update({e.name: e for e in registry.list_endpoints(env) if e.status == "deleting"})
+    # Deleting endpoints, and hard-capped ones not yet scaled to zero, whatever their spec hash.
+    work.update({e.name: e for e in registry.list_endpoints(env) if e.status == "deleting" or needs_deploy(e)})
+    # A suspended endpoint already deployed at zero differs from its spec hash by design.
+    work = {name: e for name, e in work.items() if e.status == "deleting" or needs_deploy(e)}
     for endpoint in work.copy().values():
         if endpoint.status == "deploying" and endpoint.updated_at > cutoff:
             del work[endpoint.name]  # another sync is on it
@@ -161,9 +168,10 @@ def deploy_one(registry: Registry, cfg: EnvironmentConfig, endpoint: Endpoint, d
     """Deploy (or destroy) one endpoint, recording each step so a crash leaves it retryable."""
     env = cfg.environment
     action = "destroy" if endpoint.status == "deleting" else "deploy"
-    spec = spec_of(endpoint)
+    suspended = is_suspended(endpoint)
+    spec = EndpointSpec.model_validate({**deploy_spec(endpoint), "suspended": suspended})
     marked = endpoint
-    if action == "deploy":
+    if action == "deploy" and not suspended:
         marked = registry.update_endpoint(env, endpoint.name, expected_version=endpoint.version,
                                           status="deploying", status_message="deploy started")
     try:
@@ -179,6 +187,10 @@ def deploy_one(registry: Registry, cfg: EnvironmentConfig, endpoint: Endpoint, d
         else:
             registry.update_endpoint(env, endpoint.name, expected_version=latest.version,
                                      status_message=f"destroy failed: {outcome.message}")
+    elif outcome.ok and suspended:
+        registry.update_endpoint(env, endpoint.name, expected_version=latest.version,
+                                 deployed_hash=target_hash(endpoint))
+        return SyncResult(endpoint.name, action, True, sync_message(endpoint))
     elif outcome.ok:
         changed = latest.spec_hash != endpoint.spec_hash
         registry.update_endpoint(env, endpoint.name, expected_version=latest.version,

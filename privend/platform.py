@@ -27,6 +27,21 @@ OUTPUT_NAMES = (
 )
 
 
+def observability_addon_config(cfg: EnvironmentConfig, cluster_name: str) -> dict:
+    """Configuration of the amazon-cloudwatch-observability add-on: the default Container
+    Insights agent, plus one single-replica scraper per metrics namespace (usage for billing,
+    engine for alarms and autoscaling). One replica each: two would count every token twice."""
+    from privend.billing.agent_config import render_agent_config
+
+    rendered = render_agent_config(cfg.environment, cluster_name=cluster_name, region=cfg.region)
+    scrapers = [
+        {"name": f"privend-{name}", "mode": "deployment", "replicas": 1, "config": config,
+         "prometheus": {"config": rendered["prometheus"]}}
+        for name, config in sorted(rendered["agents"].items())
+    ]
+    return {"agents": [{"name": "cloudwatch-agent"}, *scrapers]}
+
+
 def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
     """Declare the environment's platform resources and return the stack outputs."""
     tags = cfg.tags()
@@ -75,7 +90,7 @@ def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
             labels=pool.labels, tags={**tags, "privend.io/pool": pool.name},
         ), aws_opts)
 
-    cluster.install_workload_addons([system.node_group])
+    cluster.install_workload_addons([system.node_group], observability_addon_config(cfg, cluster_name))
 
     k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[system]))
     cv = cfg.chart_versions

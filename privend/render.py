@@ -334,8 +334,14 @@ def scaled_object(ctx: RenderContext, load_balancer_arn_suffix: str | None = Non
                 "awsRegion": ctx.cfg.region, "identityOwner": "operator",
             },
         })
+    metadata = ctx.meta("engine")
+    if spec.suspended:
+        # Billing's hard cap: KEDA holds the Deployment at zero while this annotation is present.
+        from privend.billing.suspension import SUSPENDED_ANNOTATIONS
+
+        metadata["annotations"] = dict(SUSPENDED_ANNOTATIONS)
     return {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": ctx.meta("engine"),
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": metadata,
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.names.deployment},
             "minReplicaCount": spec.min_replicas,

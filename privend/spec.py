@@ -164,6 +164,7 @@ class EndpointSpec(_Spec):
     image: str
     tenant_account: str
     allowed_principals: list[str]
+    suspended: bool = False  # set only on what sync deploys for a hard-capped endpoint
 
     @property
     def scale_to_zero(self) -> bool:
@@ -257,6 +258,9 @@ def build_spec(request: EndpointRequest, tenant: TenantSpec, cfg: EnvironmentCon
     """Validate a request against its tenant and environment, size it, and return the spec."""
     if request.tenant != tenant.name:
         raise InputError(f"endpoint {request.name!r} belongs to tenant {request.tenant!r}, not {tenant.name!r}")
+    from privend.billing.plans import validate_plan_name
+
+    validate_plan_name(request.plan)
     pool_cfg = cfg.pool(request.pool) if request.pool else cfg.gpu_pools[0]
     size = size_endpoint(request, pool_cfg)
     try:

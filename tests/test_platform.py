@@ -259,3 +259,30 @@ def test_keda_operator_reads_cloudwatch_through_its_own_irsa_role(platform_plan)
     policy = next(r for r in plan.by_type("aws:iam/rolePolicy:RolePolicy") if r.name == "addons-keda-inline")
     (statement,) = json.loads(policy.inputs["policy"])["Statement"]
     assert statement["Action"] == ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"]
+
+
+def test_observability_addon_runs_one_scraper_per_metrics_namespace(platform_plan):
+    addon = next(r for r in platform_plan("dev").by_type("aws:eks/addon:Addon")
+                 if r.inputs["addonName"] == "amazon-cloudwatch-observability")
+    agents = json.loads(addon.inputs["configurationValues"])["agents"]
+    assert agents[0] == {"name": "cloudwatch-agent"}  # the default Container Insights agent stays
+    scrapers = {a["name"]: a for a in agents[1:]}
+    assert set(scrapers) == {"privend-usage", "privend-engine"}
+    assert all(a["mode"] == "deployment" and a["replicas"] == 1 for a in scrapers.values())
+    namespaces = {name: a["config"]["logs"]["metrics_collected"]["prometheus"]["emf_processor"]["metric_namespace"]
+                  for name, a in scrapers.items()}
+    assert namespaces == {"privend-usage": "PrivateEndpoint/Usage", "privend-engine": "PrivateEndpoint/Engine"}
+    jobs = [job["job_name"] for job in scrapers["privend-usage"]["prometheus"]["config"]["scrape_configs"]]
+    assert jobs == ["privend-endpoints"]
+
+
+def test_registry_table_has_the_key_schema_the_dynamodb_backend_uses(platform_plan):
+    from privend.registry.dynamodb import table_schema
+
+    table = next(r for r in platform_plan("prod").resources if r.type == "aws:dynamodb/table:Table")
+    schema = table_schema()
+    keys = {k["KeyType"]: k["AttributeName"] for k in schema["KeySchema"]}
+    assert (table.inputs["hashKey"], table.inputs["rangeKey"]) == (keys["HASH"], keys["RANGE"])
+    assert sorted((a["name"], a["type"]) for a in table.inputs["attributes"]) == sorted(
+        (a["AttributeName"], a["AttributeType"]) for a in schema["AttributeDefinitions"])
+    assert table.inputs["billingMode"] == schema["BillingMode"]

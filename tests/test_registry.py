@@ -44,7 +44,7 @@ from privend.registry import (
 )
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import DynamoRegistry, table_schema
-from privend.registry.sqlite import _NEEDING_DEPLOY_SQL, SqliteRegistry
+from privend.registry.sqlite import _NEEDING_DEPLOY_SQL, SCHEMA_VERSION, SqliteRegistry
 
 ENV = "dev"
 TABLE = "privend-registry-test"
@@ -999,7 +999,7 @@ def test_sqlite_registry_uses_wal_and_keeps_data_across_reopen(tmp_path: Path) -
         assert reopened._read("PRAGMA journal_mode")[0][0] == "wal"
         assert reopened._read("PRAGMA foreign_keys")[0][0] == 1
         versions = reopened._read("SELECT version FROM schema_version")
-        assert [tuple(row) for row in versions] == [(1,)]
+        assert [tuple(row) for row in versions] == [(SCHEMA_VERSION,)]
 
 
 def test_sqlite_refuses_a_registry_with_a_newer_schema(tmp_path: Path) -> None:
@@ -1011,7 +1011,7 @@ def test_sqlite_refuses_a_registry_with_a_newer_schema(tmp_path: Path) -> None:
         SqliteRegistry(path)
 
     assert str(raised.value) == (
-        f"registry {path} has schema version 99, newer than this privend supports (1); "
+        f"registry {path} has schema version 99, newer than this privend supports ({SCHEMA_VERSION}); "
         "upgrade privend"
     )
 

@@ -48,7 +48,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from privend.cli import capacity, demo, endpoint, export, plan, policy, quota, tenant
+    from privend.cli import billing, capacity, demo, endpoint, export, plan, policy, quota, tenant, usage
 
     main.add_command(plan.plan)
     main.add_command(tenant.tenant)
@@ -58,6 +58,8 @@ def _register() -> None:
     main.add_command(capacity.capacity)
     main.add_command(quota.quota)
     main.add_command(demo.demo)
+    main.add_command(usage.usage)
+    main.add_command(billing.billing)
 
 
 _register()

@@ -15,6 +15,16 @@ from typing import Any, Self
 from pydantic import JsonValue
 
 from privend.registry import errors
+from privend.registry.billing import (
+    Alert,
+    BillingPeriod,
+    BillingSubscription,
+    InvoiceRecord,
+    QuarantinedEvent,
+    ReconcileCommit,
+    UsageBatchResult,
+    UsageEvent,
+)
 from privend.registry.models import (
     Endpoint,
     EndpointStatus,
@@ -104,6 +114,81 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     def list_endpoints_needing_deploy(self, env: str) -> list[Endpoint]:
         """Endpoints whose spec hash differs from the deployed one (or never deployed), by name."""
+
+    # -- usage --
+
+    # How many events plus quarantine records `record_usage` takes in one atomic batch.
+    usage_batch_size: int = 20_000
+
+    @abc.abstractmethod
+    def record_usage(
+        self,
+        env: str,
+        events: Sequence[UsageEvent],
+        quarantine: Sequence[QuarantinedEvent] = (),
+        *,
+        at: datetime,
+    ) -> UsageBatchResult:
+        """Store one batch of usage events and quarantine records, all or nothing.
+
+        An event whose id is new is accepted. One whose id exists with the same
+        endpoint, timestamp and counts is a duplicate and ignored; with different
+        content it is a conflict: quarantined (reason `conflict`, at `at`), and
+        the first stands. The same rules hold between events of one batch, the
+        earlier one standing. Quarantine records are stored once per key.
+        """
+
+    @abc.abstractmethod
+    def usage_totals(self, env: str, windows: Sequence[tuple[str, int, int]]) -> list[int]:
+        """For each (endpoint, start_us, end_us): input plus output tokens of its events in [start, end)."""
+
+    @abc.abstractmethod
+    def count_usage_events(self, env: str) -> int: ...
+
+    @abc.abstractmethod
+    def list_quarantine(self, env: str) -> list[QuarantinedEvent]:
+        """Quarantined input of `env`, oldest first (then by key)."""
+
+    @abc.abstractmethod
+    def list_billing_subscriptions(self, env: str) -> list[BillingSubscription]:
+        """Every endpoint's subscription history, current and retired, with tenant and time zone.
+
+        Sorted by endpoint name, then retired ones (oldest first) before the current one.
+        """
+
+    # -- billing --
+
+    @abc.abstractmethod
+    def get_billing_period(self, env: str, period: str) -> BillingPeriod | None: ...
+
+    @abc.abstractmethod
+    def list_billing_periods(self, env: str) -> list[BillingPeriod]:
+        """Every reconciled period of `env`, oldest first."""
+
+    @abc.abstractmethod
+    def list_invoices(self, env: str, period: str) -> list[InvoiceRecord]:
+        """The invoices stored by the last reconcile of `period`, by tenant."""
+
+    @abc.abstractmethod
+    def commit_reconcile(self, commit: ReconcileCommit) -> list[Alert]:
+        """Apply one reconcile run at once: the period's invoices (replacing the previous
+        run's), the period record (finalized if asked), new alerts into the outbox and the
+        endpoints' status changes. Returns the alerts that were new.
+
+        Refused with InputError if the period is already finalized. An alert whose
+        (period, endpoint, kind) exists is skipped; a status change whose endpoint
+        moved past `expected_version` is skipped (the next run decides again).
+        A crash leaves all of it or none of it.
+        """
+
+    @abc.abstractmethod
+    def list_alerts(self, env: str, period: str | None = None) -> list[Alert]:
+        """Outbox entries, by period, endpoint and kind."""
+
+    @abc.abstractmethod
+    def mark_alerts_published(
+        self, env: str, keys: Sequence[tuple[str, str, str]], at: datetime
+    ) -> None: ...
 
     # -- lifetime --
 

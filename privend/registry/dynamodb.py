@@ -5,6 +5,14 @@ Single-table design. Every item of an environment shares the partition key
 
     pk=ENV#dev  sk=TENANT#acme      a tenant, with `endpoint_count`
     pk=ENV#dev  sk=ENDPOINT#chat    an endpoint, its spec and its subscription history
+    sk=USAGE#<event id>                      a usage event (the id is the key: idempotent)
+    sk=QUARANTINE#<sha256>                   quarantined input
+    sk=RETIRED#<endpoint>#<time>             a deleted endpoint's subscription history
+    sk=RETIREDTENANT#<tenant>#<time>         a deleted tenant's billing time zone
+    sk=PERIOD#<YYYY-MM>                      a reconciled billing period
+    sk=INVOICE#<YYYY-MM>#<tenant>#<part>     an invoice document, split into parts
+    sk=ALERT#<YYYY-MM>#<endpoint>#<kind>     an alert outbox entry (conditional put: once)
+    sk=RECONCILE#<YYYY-MM>#PART#<n>, ...#COMMIT   a reconcile run's redo log
 
 Atomicity comes from DynamoDB's conditions, never from read-then-write in here:
 - creates are conditional puts (`attribute_not_exists(pk)`);
@@ -17,21 +25,45 @@ Atomicity comes from DynamoDB's conditions, never from read-then-write in here:
 - updates and deletes of an endpoint are conditional on its `version`.
 The subscription history is an attribute of the endpoint item, so no failure
 can write one without the other.
+
+A batch of usage events is one TransactWriteItems (so `usage_batch_size` is 100).
+A reconcile run writes more than one transaction holds, so it is a redo log:
+the run's writes go into RECONCILE parts, then one put of the COMMIT item makes
+the run happen; applying it is idempotent, and whoever next reads billing data
+(or reconciles) finishes applying a committed run a crash interrupted. Parts
+without a COMMIT item are never read.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
+import uuid
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 from pydantic import JsonValue
 
+from privend.errors import PrivendError
 from privend.registry import errors
-from privend.registry.base import Registry, updated_endpoint
+from privend.registry.base import Registry, updated_endpoint, utc_now
+from privend.registry.billing import (
+    Alert,
+    BillingPeriod,
+    BillingSubscription,
+    InvoiceRecord,
+    QuarantinedEvent,
+    ReconcileCommit,
+    UsageBatchResult,
+    UsageEvent,
+    conflict_record,
+    dedupe_batch,
+)
 from privend.registry.models import (
     Endpoint,
     EndpointStatus,
@@ -42,6 +74,18 @@ from privend.registry.models import (
 
 _TENANT = "TENANT#"
 _ENDPOINT = "ENDPOINT#"
+_USAGE = "USAGE#"
+_QUARANTINE = "QUARANTINE#"
+_RETIRED = "RETIRED#"
+_RETIRED_TENANT = "RETIREDTENANT#"
+_PERIOD = "PERIOD#"
+_INVOICE = "INVOICE#"
+_ALERT = "ALERT#"
+_RECONCILE = "RECONCILE#"
+
+# DynamoDB items hold at most 400 KB; documents are split into parts below that.
+_PART_CHARS = 300_000
+_TRANSACTION_ITEMS = 100
 
 # TransactionConflict means another transaction held one of our items at that
 # moment, not that a condition failed; trying again soon gives the real outcome.
@@ -186,16 +230,39 @@ class DynamoRegistry(Registry):
         return [_tenant_from_item(item) for item in self._query(env, _TENANT)]
 
     def delete_tenant(self, env: str, name: str) -> None:
+        current = self._get(env, _TENANT, name)
+        if current is None:
+            raise errors.tenant_not_found(env, name)
+        retired_at = utc_now().isoformat()
+        delete = {
+            "Delete": {
+                "TableName": self.table_name,
+                "Key": self._key(env, _TENANT, name),
+                "ConditionExpression": "attribute_exists(pk) AND endpoint_count = :zero",
+                "ExpressionAttributeValues": {":zero": {"N": "0"}},
+            }
+        }
+        # Billing needs the tenant's time zone for periods it still has to invoice.
+        archive = {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": {
+                    **self._key(env, _RETIRED_TENANT, f"{name}#{retired_at}"),
+                    "name": {"S": name},
+                    "retired_at": {"S": retired_at},
+                    "billing_timezone": current["billing_timezone"],
+                },
+            }
+        }
         try:
-            self._client.delete_item(
-                TableName=self.table_name,
-                Key=self._key(env, _TENANT, name),
-                ConditionExpression="attribute_exists(pk) AND endpoint_count = :zero",
-                ExpressionAttributeValues={":zero": {"N": "0"}},
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
+            self._transact([delete, archive])
+        except _Cancelled as cancelled:
+            if cancelled.conflict:
+                raise errors.ConflictError(
+                    f"tenant '{name}' in env {env} is being changed by another writer; retry"
+                ) from None
+            if not cancelled.condition_failed(0):
+                raise cancelled.error from None
             if self._get(env, _TENANT, name) is None:
                 raise errors.tenant_not_found(env, name) from None
             endpoints = [endpoint.name for endpoint in self.list_endpoints(env, tenant=name)]
@@ -290,7 +357,8 @@ class DynamoRegistry(Registry):
         return new
 
     def delete_endpoint(self, env: str, name: str, expected_version: int) -> None:
-        current = _endpoint_from_item(self._existing_endpoint_item(env, name))
+        current_item = self._existing_endpoint_item(env, name)
+        current = _endpoint_from_item(current_item)
         if current.version != expected_version:
             raise errors.version_conflict(env, name, expected_version, current.version)
         delete = {
@@ -302,8 +370,22 @@ class DynamoRegistry(Registry):
                 "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
             }
         }
+        retired_at = utc_now().isoformat()
+        # Billing still needs the history of an endpoint whose stack is gone.
+        archive = {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": {
+                    **self._key(env, _RETIRED, f"{name}#{retired_at}"),
+                    "name": {"S": name},
+                    "tenant": {"S": current.tenant},
+                    "retired_at": {"S": retired_at},
+                    "subscription": current_item["subscription"],
+                },
+            }
+        }
         try:
-            self._transact([delete, self._tenant_count_update(env, current.tenant, -1)])
+            self._transact([delete, self._tenant_count_update(env, current.tenant, -1), archive])
         except _Cancelled as cancelled:
             if cancelled.condition_failed(0):
                 raise self._lost_race(env, name, expected_version) from None
@@ -331,6 +413,374 @@ class DynamoRegistry(Registry):
         if item is None:
             return errors.endpoint_not_found(env, name)
         return errors.version_conflict(env, name, expected_version, int(item["version"]["N"]))
+
+    # -- usage --
+
+    usage_batch_size = _TRANSACTION_ITEMS
+
+    def _batch_get(self, env: str, sort_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Items by sort key, read consistently, 100 keys per BatchGetItem."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(sort_keys), 100):
+            keys = [{"pk": {"S": f"ENV#{env}"}, "sk": {"S": sk}} for sk in sort_keys[start:start + 100]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.table_name, []):
+                    found[item["sk"]["S"]] = item
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def record_usage(
+        self,
+        env: str,
+        events: Sequence[UsageEvent],
+        quarantine: Sequence[QuarantinedEvent] = (),
+        *,
+        at: datetime,
+    ) -> UsageBatchResult:
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                return self._record_usage_once(env, events, quarantine, at)
+            except _Cancelled as cancelled:
+                # Another importer stored one of these ids between our read and
+                # write: classify again against what is stored now.
+                if attempt == _TRANSACTION_ATTEMPTS - 1:
+                    raise errors.ConflictError(
+                        f"usage batch in env {env} kept racing another import; retry the import"
+                    ) from cancelled
+                time.sleep(_TRANSACTION_BACKOFF_SECONDS * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _record_usage_once(
+        self, env: str, events: Sequence[UsageEvent], quarantine: Sequence[QuarantinedEvent], at: datetime
+    ) -> UsageBatchResult:
+        unique, duplicate, conflicts = dedupe_batch(events, at)
+        stored = self._batch_get(env, [_USAGE + event.id for event in unique])
+        new: list[UsageEvent] = []
+        for event in unique:
+            item = stored.get(_USAGE + event.id)
+            if item is None:
+                new.append(event)
+                continue
+            first = (item["endpoint"]["S"], int(item["ts"]["N"]), int(item["input_tokens"]["N"]),
+                     int(item["output_tokens"]["N"]))
+            if first == tuple(event[1:]):
+                duplicate += 1
+            else:
+                conflicts.append(conflict_record(event, first, at))
+        records = {record.key: record for record in [*quarantine, *conflicts]}
+        known = self._batch_get(env, [_QUARANTINE + key for key in records])
+        operations = [
+            {"Put": {"TableName": self.table_name, "Item": _usage_item(self._key(env, _USAGE, event.id), event),
+                     "ConditionExpression": "attribute_not_exists(pk)"}}
+            for event in new
+        ] + [
+            {"Put": {"TableName": self.table_name,
+                     "Item": _quarantine_item(self._key(env, _QUARANTINE, record.key), record),
+                     "ConditionExpression": "attribute_not_exists(pk)"}}
+            for key, record in records.items() if _QUARANTINE + key not in known
+        ]
+        # One transaction per batch; a caller handing more than a transaction holds gets several.
+        for start in range(0, len(operations), _TRANSACTION_ITEMS):
+            self._transact(operations[start:start + _TRANSACTION_ITEMS])
+        return UsageBatchResult(len(new), duplicate, len(conflicts))
+
+    def _usage_by_endpoint(self, env: str) -> dict[str, tuple[list[int], list[int]]]:
+        """Per endpoint: event timestamps sorted, and the running token sums after each."""
+        events: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for item in self._query(env, _USAGE):
+            events[item["endpoint"]["S"]].append(
+                (int(item["ts"]["N"]), int(item["input_tokens"]["N"]) + int(item["output_tokens"]["N"]))
+            )
+        result = {}
+        for endpoint, rows in events.items():
+            rows.sort()
+            running, sums = 0, []
+            for _, tokens in rows:
+                running += tokens
+                sums.append(running)
+            result[endpoint] = ([ts for ts, _ in rows], sums)
+        return result
+
+    def usage_totals(self, env: str, windows: Sequence[tuple[str, int, int]]) -> list[int]:
+        if not windows:
+            return []
+        usage = self._usage_by_endpoint(env)
+        totals = []
+        for endpoint, start, stop in windows:
+            stamps, sums = usage.get(endpoint, ([], []))
+            low, high = bisect.bisect_left(stamps, start), bisect.bisect_left(stamps, stop)
+            totals.append((sums[high - 1] if high else 0) - (sums[low - 1] if low else 0))
+        return totals
+
+    def count_usage_events(self, env: str) -> int:
+        return sum(1 for _ in self._query(env, _USAGE))
+
+    def list_quarantine(self, env: str) -> list[QuarantinedEvent]:
+        records = [
+            QuarantinedEvent(
+                key=item["sk"]["S"][len(_QUARANTINE):], reason=item["reason"]["S"],
+                detail=item["detail"]["S"], line=item["line"]["S"],
+                quarantined_at=datetime.fromisoformat(item["quarantined_at"]["S"]),
+                event_id=item["event_id"]["S"] if "event_id" in item else None,
+                endpoint=item["endpoint"]["S"] if "endpoint" in item else None,
+            )
+            for item in self._query(env, _QUARANTINE)
+        ]
+        return sorted(records, key=lambda q: (q.quarantined_at, q.key))
+
+    def list_billing_subscriptions(self, env: str) -> list[BillingSubscription]:
+        zones: dict[str, str] = {}
+        for item in sorted(self._query(env, _RETIRED_TENANT), key=lambda i: i["retired_at"]["S"]):
+            zones[item["name"]["S"]] = item["billing_timezone"]["S"]
+        zones.update({tenant.name: tenant.billing_timezone for tenant in self.list_tenants(env)})
+        result = [
+            BillingSubscription(item["name"]["S"], item["tenant"]["S"], zones.get(item["tenant"]["S"], "UTC"),
+                                tuple(_subscription_from_item(item)),
+                                datetime.fromisoformat(item["retired_at"]["S"]))
+            for item in self._query(env, _RETIRED)
+        ] + [
+            BillingSubscription(item["name"]["S"], item["tenant"]["S"], zones.get(item["tenant"]["S"], "UTC"),
+                                tuple(_subscription_from_item(item)))
+            for item in self._query(env, _ENDPOINT)
+        ]
+        low = datetime.min.replace(tzinfo=UTC)
+        return sorted(result, key=lambda s: (s.endpoint, s.retired_at is None, s.retired_at or low))
+
+    # -- billing --
+
+    def get_billing_period(self, env: str, period: str) -> BillingPeriod | None:
+        self._roll_forward(env)
+        item = self._get(env, _PERIOD, period)
+        return _period_from_item(item) if item else None
+
+    def list_billing_periods(self, env: str) -> list[BillingPeriod]:
+        self._roll_forward(env)
+        return [_period_from_item(item) for item in self._query(env, _PERIOD)]
+
+    def list_invoices(self, env: str, period: str) -> list[InvoiceRecord]:
+        self._roll_forward(env)
+        parts: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for item in self._query(env, f"{_INVOICE}{period}#"):
+            tenant, part = item["sk"]["S"][len(_INVOICE) + len(period) + 1:].rsplit("#", 1)
+            parts[tenant].append((int(part), item["text"]["S"]))
+        return [
+            InvoiceRecord(period, tenant, json.loads("".join(text for _, text in sorted(chunks))))
+            for tenant, chunks in sorted(parts.items())
+        ]
+
+    def list_alerts(self, env: str, period: str | None = None) -> list[Alert]:
+        self._roll_forward(env)
+        prefix = _ALERT if period is None else f"{_ALERT}{period}#"
+        alerts = [_alert_from_item(item) for item in self._query(env, prefix)]
+        return sorted(alerts, key=lambda a: a.key)
+
+    def mark_alerts_published(
+        self, env: str, keys: Sequence[tuple[str, str, str]], at: datetime
+    ) -> None:
+        for period, endpoint, kind in keys:
+            try:
+                self._client.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(env, _ALERT, f"{period}#{endpoint}#{kind}"),
+                    UpdateExpression="SET published_at = :at",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(published_at)",
+                    ExpressionAttributeValues={":at": {"S": at.astimezone(UTC).isoformat()}},
+                )
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+
+    def commit_reconcile(self, commit: ReconcileCommit) -> list[Alert]:
+        env, period = commit.env, commit.period
+        self._roll_forward(env)
+        current = self._get(env, _PERIOD, period)
+        if current is not None and current["finalized"]["BOOL"]:
+            raise errors.period_finalized(env, period)
+        known = {alert.key for alert in self.list_alerts(env, period)}
+        new_alerts: list[Alert] = []
+        for alert in commit.alerts:
+            if alert.key not in known:
+                known.add(alert.key)
+                new_alerts.append(alert)
+        run = uuid.uuid4().hex
+        log = json.dumps({
+            "period": period,
+            "finalize": commit.finalize,
+            "at": commit.at.astimezone(UTC).isoformat(),
+            "invoices": [[invoice.tenant, invoice.document] for invoice in commit.invoices],
+            "alerts": [_alert_json(alert) for alert in new_alerts],
+            "status_changes": [[c.endpoint, c.expected_version, c.status, c.status_message]
+                               for c in commit.status_changes],
+        }, sort_keys=True, separators=(",", ":"))
+        parts = _split(log)
+        for index, text in enumerate(parts):
+            self._client.put_item(
+                TableName=self.table_name,
+                Item={**self._key(env, _RECONCILE, f"{period}#PART#{index:05d}"),
+                      "run": {"S": run}, "text": {"S": text}},
+            )
+        # The commit point: from this put on, the run has happened.
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item={**self._key(env, _RECONCILE, f"{period}#COMMIT"), "run": {"S": run},
+                      "parts": {"N": str(len(parts))}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            raise errors.ConflictError(
+                f"another reconcile of period {period} in env {env} committed meanwhile; run it again"
+            ) from None
+        self._apply_reconcile(env, period)
+        return new_alerts
+
+    def _roll_forward(self, env: str) -> None:
+        """Finish applying any committed reconcile run that a crash interrupted."""
+        for item in list(self._query(env, _RECONCILE)):
+            sk = item["sk"]["S"]
+            if sk.endswith("#COMMIT"):
+                self._apply_reconcile(env, sk[len(_RECONCILE):-len("#COMMIT")])
+
+    def _apply_reconcile(self, env: str, period: str) -> None:
+        commit = self._get(env, _RECONCILE, f"{period}#COMMIT")
+        if commit is None:
+            return
+        run = commit["run"]["S"]
+        count = int(commit["parts"]["N"])
+        part_keys = [f"{_RECONCILE}{period}#PART#{index:05d}" for index in range(count)]
+        stored = self._batch_get(env, part_keys)
+        log = json.loads("".join(stored[key]["text"]["S"] for key in part_keys))
+        if any(stored[key]["run"]["S"] != run for key in part_keys):
+            raise PrivendError(f"registry table {self.table_name}: reconcile log of {period} is damaged")
+        at = log["at"]
+        self._client.put_item(
+            TableName=self.table_name,
+            Item={**self._key(env, _PERIOD, period), "period": {"S": period},
+                  "finalized": {"BOOL": log["finalize"]}, "reconciled_at": {"S": at},
+                  **({"finalized_at": {"S": at}} if log["finalize"] else {})},
+        )
+        written: set[str] = set()
+        for tenant, document in log["invoices"]:
+            text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+            for index, chunk in enumerate(_split(text)):
+                sk = f"{_INVOICE}{period}#{tenant}#{index:04d}"
+                written.add(sk)
+                self._client.put_item(TableName=self.table_name,
+                                      Item={**self._key(env, "", sk), "text": {"S": chunk}})
+        for item in list(self._query(env, f"{_INVOICE}{period}#")):
+            if item["sk"]["S"] not in written:  # a previous run's tenant or part
+                self._client.delete_item(TableName=self.table_name, Key={"pk": item["pk"], "sk": item["sk"]})
+        for raw in log["alerts"]:
+            try:
+                self._client.put_item(
+                    TableName=self.table_name,
+                    Item=_alert_item(self._key(env, _ALERT, f"{raw['period']}#{raw['endpoint']}#{raw['kind']}"), raw),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+        for endpoint, expected_version, status, message in log["status_changes"]:
+            item = self._get(env, _ENDPOINT, endpoint)
+            if item is None or int(item["version"]["N"]) != expected_version:
+                continue  # changed since (or already applied): the next run decides again
+            new, _ = updated_endpoint(
+                _endpoint_from_item(item), expected_version=expected_version, spec=None, spec_hash=None,
+                status=status, status_message=message, deployed_hash=None, subscription=None,
+            )
+            try:
+                self._client.put_item(
+                    TableName=self.table_name,
+                    Item=_endpoint_item(new, _subscription_from_item(item), self._key(env, _ENDPOINT, endpoint)),
+                    ConditionExpression="#version = :expected",
+                    ExpressionAttributeNames={"#version": "version"},
+                    ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
+                )
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+        # Done: drop the commit item first, so a crash during the clean-up leaves only
+        # parts that no commit item points to (the next run overwrites them).
+        try:
+            self._client.delete_item(
+                TableName=self.table_name, Key=self._key(env, _RECONCILE, f"{period}#COMMIT"),
+                ConditionExpression="#run = :run", ExpressionAttributeNames={"#run": "run"},
+                ExpressionAttributeValues={":run": {"S": run}},
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return  # another reader finished applying this run first
+        for key in part_keys:
+            self._client.delete_item(TableName=self.table_name, Key=self._key(env, "", key))
+
+
+def _split(text: str) -> list[str]:
+    return [text[start:start + _PART_CHARS] for start in range(0, len(text), _PART_CHARS)] or [""]
+
+
+def _usage_item(key: dict[str, Any], event: UsageEvent) -> dict[str, Any]:
+    return {
+        **key,
+        "endpoint": {"S": event.endpoint},
+        "ts": {"N": str(event.timestamp_us)},
+        "input_tokens": {"N": str(event.input_tokens)},
+        "output_tokens": {"N": str(event.output_tokens)},
+    }
+
+
+def _quarantine_item(key: dict[str, Any], record: QuarantinedEvent) -> dict[str, Any]:
+    item = {
+        **key,
+        "reason": {"S": record.reason},
+        "detail": {"S": record.detail},
+        "line": {"S": record.line},
+        "quarantined_at": {"S": record.quarantined_at.astimezone(UTC).isoformat()},
+    }
+    if record.event_id is not None:
+        item["event_id"] = {"S": record.event_id}
+    if record.endpoint is not None:
+        item["endpoint"] = {"S": record.endpoint}
+    return item
+
+
+def _period_from_item(item: dict[str, Any]) -> BillingPeriod:
+    return BillingPeriod(
+        item["period"]["S"], item["finalized"]["BOOL"], datetime.fromisoformat(item["reconciled_at"]["S"]),
+        datetime.fromisoformat(item["finalized_at"]["S"]) if "finalized_at" in item else None,
+    )
+
+
+def _alert_json(alert: Alert) -> dict[str, Any]:
+    return {"period": alert.period, "endpoint": alert.endpoint, "kind": alert.kind, "tenant": alert.tenant,
+            "message": alert.message, "created_at": alert.created_at.astimezone(UTC).isoformat(),
+            "details": alert.details}
+
+
+def _alert_item(key: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **key,
+        "period": {"S": raw["period"]},
+        "endpoint": {"S": raw["endpoint"]},
+        "kind": {"S": raw["kind"]},
+        "tenant": {"S": raw["tenant"]},
+        "message": {"S": raw["message"]},
+        "created_at": {"S": raw["created_at"]},
+        "details": {"S": json.dumps(raw["details"], sort_keys=True, separators=(",", ":"))},
+    }
+
+
+def _alert_from_item(item: dict[str, Any]) -> Alert:
+    return Alert(
+        item["period"]["S"], item["endpoint"]["S"], item["kind"]["S"], item["tenant"]["S"],
+        item["message"]["S"], datetime.fromisoformat(item["created_at"]["S"]),
+        json.loads(item["details"]["S"]),
+        datetime.fromisoformat(item["published_at"]["S"]) if "published_at" in item else None,
+    )
 
 
 def _code(error: ClientError) -> str:

@@ -53,3 +53,7 @@ def endpoint_busy(env: str, name: str) -> ConflictError:
     return ConflictError(
         f"endpoint '{name}' in env {env} is being changed by another writer; retry"
     )
+
+
+def period_finalized(env: str, period: str) -> InputError:
+    return InputError(f"period {period} in env {env} is finalized; its invoices never change")

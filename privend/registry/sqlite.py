@@ -20,13 +20,26 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import JsonValue
 
 from privend.errors import PrivendError
 from privend.registry import errors
-from privend.registry.base import Registry, updated_endpoint
+from privend.registry.base import Registry, updated_endpoint, utc_now
+from privend.registry.billing import (
+    Alert,
+    BillingPeriod,
+    BillingSubscription,
+    InvoiceRecord,
+    QuarantinedEvent,
+    ReconcileCommit,
+    UsageBatchResult,
+    UsageEvent,
+    conflict_record,
+    dedupe_batch,
+)
 from privend.registry.models import (
     Endpoint,
     EndpointStatus,
@@ -83,6 +96,94 @@ _MIGRATIONS: list[tuple[str, ...]] = [
             WHERE deployed_hash IS NULL OR deployed_hash <> spec_hash
         """,
     ),
+    (
+        # Usage events. Rows are appended in rowid order (cheap); the unique index on
+        # the event id makes the import idempotent; the one other index serves
+        # reconcile's range sums and covers them, so a sum never reads the table.
+        # Both hold the small rowid, not the id text. No other index: each costs
+        # import speed.
+        """
+        CREATE TABLE usage_events (
+            env TEXT NOT NULL,
+            id TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            ts INTEGER NOT NULL,             -- microseconds since the epoch, UTC
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL
+        )
+        """,
+        "CREATE UNIQUE INDEX usage_by_id ON usage_events (env, id)",
+        """
+        CREATE INDEX usage_by_endpoint_time
+            ON usage_events (env, endpoint, ts, input_tokens, output_tokens)
+        """,
+        """
+        CREATE TABLE usage_quarantine (
+            env TEXT NOT NULL,
+            key TEXT NOT NULL,               -- sha256 of reason and line: stored once
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            line TEXT NOT NULL,
+            event_id TEXT,
+            endpoint TEXT,
+            quarantined_at TEXT NOT NULL,
+            PRIMARY KEY (env, key)
+        ) WITHOUT ROWID
+        """,
+        # Billing outlives the endpoint and tenant records: their history is kept here on delete.
+        """
+        CREATE TABLE retired_endpoints (
+            env TEXT NOT NULL,
+            name TEXT NOT NULL,
+            retired_at TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            subscription TEXT NOT NULL,
+            PRIMARY KEY (env, name, retired_at)
+        )
+        """,
+        """
+        CREATE TABLE retired_tenants (
+            env TEXT NOT NULL,
+            name TEXT NOT NULL,
+            retired_at TEXT NOT NULL,
+            billing_timezone TEXT NOT NULL,
+            PRIMARY KEY (env, name, retired_at)
+        )
+        """,
+        """
+        CREATE TABLE billing_periods (
+            env TEXT NOT NULL,
+            period TEXT NOT NULL,            -- YYYY-MM
+            finalized INTEGER NOT NULL,
+            reconciled_at TEXT NOT NULL,
+            finalized_at TEXT,
+            PRIMARY KEY (env, period)
+        )
+        """,
+        """
+        CREATE TABLE invoices (
+            env TEXT NOT NULL,
+            period TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            document TEXT NOT NULL,          -- JSON: currency, lines, total, basis
+            PRIMARY KEY (env, period, tenant)
+        )
+        """,
+        """
+        CREATE TABLE alerts (
+            env TEXT NOT NULL,
+            period TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            message TEXT NOT NULL,
+            details TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            published_at TEXT,
+            PRIMARY KEY (env, period, endpoint, kind)
+        )
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -95,6 +196,9 @@ _NEEDING_DEPLOY_SQL = (
 
 class SqliteRegistry(Registry):
     """The registry in one SQLite file; safe to share between threads and processes."""
+
+    # Usage events per transaction: large enough that a batch visits each b-tree page once.
+    usage_batch_size = 50_000
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -112,6 +216,10 @@ class SqliteRegistry(Registry):
         try:
             self._execute("PRAGMA foreign_keys = ON")
             self._execute("PRAGMA journal_mode = WAL")
+            # A 64 MiB page cache keeps the usage tables' b-trees hot during a
+            # bulk import; staging tables live in memory.
+            self._execute("PRAGMA cache_size = -65536")
+            self._execute("PRAGMA temp_store = MEMORY")
             self._migrate()
         except BaseException:
             self._conn.close()
@@ -133,6 +241,9 @@ class SqliteRegistry(Registry):
             except BaseException:
                 self._conn.rollback()
                 raise
+
+    def _executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, rows)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -203,6 +314,11 @@ class SqliteRegistry(Registry):
             ).fetchall()
             if endpoints:
                 raise errors.tenant_has_endpoints(env, name, [row["name"] for row in endpoints])
+            self._execute(
+                "INSERT OR REPLACE INTO retired_tenants (env, name, retired_at, billing_timezone)"
+                " SELECT env, name, ?, billing_timezone FROM tenants WHERE env = ? AND name = ?",
+                (utc_now().isoformat(), env, name),
+            )
             self._execute("DELETE FROM tenants WHERE env = ? AND name = ?", (env, name))
 
     def _tenant_row(self, env: str, name: str) -> sqlite3.Row | None:
@@ -292,6 +408,12 @@ class SqliteRegistry(Registry):
                 raise errors.endpoint_not_found(env, name)
             if row["version"] != expected_version:
                 raise errors.version_conflict(env, name, expected_version, row["version"])
+            # Billing still needs the history of an endpoint whose stack is gone.
+            self._execute(
+                "INSERT OR REPLACE INTO retired_endpoints (env, name, retired_at, tenant, subscription)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (env, name, utc_now().isoformat(), row["tenant"], row["subscription"]),
+            )
             self._execute("DELETE FROM endpoints WHERE env = ? AND name = ?", (env, name))
 
     def list_endpoints_needing_deploy(self, env: str) -> list[Endpoint]:
@@ -308,6 +430,228 @@ class SqliteRegistry(Registry):
         if row is None:
             raise errors.endpoint_not_found(env, name)
         return row
+
+    # -- usage --
+
+    def record_usage(
+        self,
+        env: str,
+        events: Sequence[UsageEvent],
+        quarantine: Sequence[QuarantinedEvent] = (),
+        *,
+        at: datetime,
+    ) -> UsageBatchResult:
+        unique, duplicate, conflicts = dedupe_batch(events, at)
+        # The batch goes in as one JSON text that SQLite unpacks itself: binding rows
+        # one by one would cost more than the insert, and hold the GIL meanwhile.
+        # Sorted by id, each page of the id index is visited once per batch.
+        batch = json.dumps(sorted(unique), ensure_ascii=False)
+        staged = (
+            "WITH s AS (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS endpoint,"
+            " json_extract(value, '$[2]') AS ts, json_extract(value, '$[3]') AS input_tokens,"
+            " json_extract(value, '$[4]') AS output_tokens FROM json_each(?2)) "
+        )
+        with self._transaction():
+            # Only ids already stored come back: about as many rows as duplicates.
+            existing = self._execute(
+                staged + "SELECT s.id, s.endpoint, s.ts, s.input_tokens, s.output_tokens,"
+                " e.endpoint, e.ts, e.input_tokens, e.output_tokens"
+                " FROM s CROSS JOIN usage_events AS e WHERE e.env = ?1 AND e.id = s.id",
+                (env, batch),
+            ).fetchall()
+            for row in existing:
+                incoming = UsageEvent(*row[:5])
+                if tuple(row[1:5]) == tuple(row[5:9]):
+                    duplicate += 1
+                else:
+                    conflicts.append(conflict_record(incoming, row[5:9], at))
+            self._execute(
+                staged + "INSERT OR IGNORE INTO usage_events (env, id, endpoint, ts, input_tokens, output_tokens)"
+                " SELECT ?1, id, endpoint, ts, input_tokens, output_tokens FROM s",
+                (env, batch),
+            )
+            # cursor.rowcount is -1 for a statement that starts with WITH.
+            accepted = self._execute("SELECT changes()").fetchone()[0]
+            self._insert_quarantine(env, [*quarantine, *conflicts])
+        return UsageBatchResult(accepted, duplicate, len(conflicts))
+
+    def _insert_quarantine(self, env: str, records: Sequence[QuarantinedEvent]) -> None:
+        if not records:
+            return
+        self._executemany(
+            "INSERT OR IGNORE INTO usage_quarantine (env, key, reason, detail, line, event_id,"
+            " endpoint, quarantined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(env, q.key, q.reason, q.detail, q.line, q.event_id, q.endpoint,
+              q.quarantined_at.astimezone(UTC).isoformat()) for q in records],
+        )
+
+    def usage_totals(self, env: str, windows: Sequence[tuple[str, int, int]]) -> list[int]:
+        if not windows:
+            return []
+        with self._lock:
+            self._execute(
+                "CREATE TEMP TABLE IF NOT EXISTS usage_windows (n INTEGER PRIMARY KEY,"
+                " endpoint TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL)"
+            )
+            self._execute("BEGIN")  # one snapshot for every window
+            try:
+                self._execute("DELETE FROM temp.usage_windows")
+                self._executemany(
+                    "INSERT INTO temp.usage_windows VALUES (?, ?, ?, ?)",
+                    ((n, endpoint, start, stop) for n, (endpoint, start, stop) in enumerate(windows)),
+                )
+                # One range scan of the covering index per window: the sum is done in SQL.
+                rows = self._execute(
+                    "SELECT w.n, (SELECT COALESCE(SUM(e.input_tokens + e.output_tokens), 0)"
+                    "  FROM usage_events AS e WHERE e.env = ? AND e.endpoint = w.endpoint"
+                    "  AND e.ts >= w.start AND e.ts < w.stop)"
+                    " FROM temp.usage_windows AS w ORDER BY w.n",
+                    (env,),
+                ).fetchall()
+                self._execute("DELETE FROM temp.usage_windows")
+                self._execute("COMMIT")
+            except BaseException:
+                self._conn.rollback()
+                raise
+        return [row[1] for row in rows]
+
+    def count_usage_events(self, env: str) -> int:
+        return self._read("SELECT COUNT(*) FROM usage_events WHERE env = ?", (env,))[0][0]
+
+    def list_quarantine(self, env: str) -> list[QuarantinedEvent]:
+        rows = self._read(
+            "SELECT * FROM usage_quarantine WHERE env = ? ORDER BY quarantined_at, key", (env,)
+        )
+        return [
+            QuarantinedEvent(row["key"], row["reason"], row["detail"], row["line"],
+                             datetime.fromisoformat(row["quarantined_at"]), row["event_id"], row["endpoint"])
+            for row in rows
+        ]
+
+    def list_billing_subscriptions(self, env: str) -> list[BillingSubscription]:
+        with self._lock:
+            zones = {row["name"]: row["billing_timezone"] for row in self._execute(
+                "SELECT name, billing_timezone FROM retired_tenants WHERE env = ? ORDER BY retired_at",
+                (env,))}
+            zones.update({row["name"]: row["billing_timezone"] for row in self._execute(
+                "SELECT name, billing_timezone FROM tenants WHERE env = ?", (env,))})
+            retired = self._execute(
+                "SELECT * FROM retired_endpoints WHERE env = ? ORDER BY name, retired_at", (env,)
+            ).fetchall()
+            current = self._execute(
+                "SELECT name, tenant, subscription FROM endpoints WHERE env = ? ORDER BY name", (env,)
+            ).fetchall()
+        result = [
+            BillingSubscription(row["name"], row["tenant"], zones.get(row["tenant"], "UTC"),
+                                tuple(_subscription_from_row(row)), datetime.fromisoformat(row["retired_at"]))
+            for row in retired
+        ] + [
+            BillingSubscription(row["name"], row["tenant"], zones.get(row["tenant"], "UTC"),
+                                tuple(_subscription_from_row(row)))
+            for row in current
+        ]
+        return sorted(result, key=lambda s: (s.endpoint, s.retired_at is None, s.retired_at or T_MIN))
+
+    # -- billing --
+
+    def get_billing_period(self, env: str, period: str) -> BillingPeriod | None:
+        rows = self._read("SELECT * FROM billing_periods WHERE env = ? AND period = ?", (env, period))
+        return _period_from_row(rows[0]) if rows else None
+
+    def list_billing_periods(self, env: str) -> list[BillingPeriod]:
+        rows = self._read("SELECT * FROM billing_periods WHERE env = ? ORDER BY period", (env,))
+        return [_period_from_row(row) for row in rows]
+
+    def list_invoices(self, env: str, period: str) -> list[InvoiceRecord]:
+        rows = self._read(
+            "SELECT tenant, document FROM invoices WHERE env = ? AND period = ? ORDER BY tenant",
+            (env, period),
+        )
+        return [InvoiceRecord(period, row["tenant"], json.loads(row["document"])) for row in rows]
+
+    def commit_reconcile(self, commit: ReconcileCommit) -> list[Alert]:
+        env, period, at = commit.env, commit.period, commit.at.astimezone(UTC).isoformat()
+        new_alerts: list[Alert] = []
+        with self._transaction():
+            row = self._execute(
+                "SELECT finalized FROM billing_periods WHERE env = ? AND period = ?", (env, period)
+            ).fetchone()
+            if row is not None and row["finalized"]:
+                raise errors.period_finalized(env, period)
+            self._execute(
+                "INSERT OR REPLACE INTO billing_periods (env, period, finalized, reconciled_at, finalized_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (env, period, int(commit.finalize), at, at if commit.finalize else None),
+            )
+            self._execute("DELETE FROM invoices WHERE env = ? AND period = ?", (env, period))
+            self._executemany(
+                "INSERT INTO invoices (env, period, tenant, document) VALUES (?, ?, ?, ?)",
+                [(env, period, invoice.tenant, _json(invoice.document)) for invoice in commit.invoices],
+            )
+            for alert in commit.alerts:
+                inserted = self._execute(
+                    "INSERT OR IGNORE INTO alerts (env, period, endpoint, kind, tenant, message, details,"
+                    " created_at, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                    (env, alert.period, alert.endpoint, alert.kind, alert.tenant, alert.message,
+                     _json(alert.details), alert.created_at.astimezone(UTC).isoformat()),
+                ).rowcount
+                if inserted:
+                    new_alerts.append(alert)
+            for change in commit.status_changes:
+                current_row = self._endpoint_row(env, change.endpoint)
+                if current_row is None or current_row["version"] != change.expected_version:
+                    continue  # changed since reconcile read it: the next run decides again
+                new, _ = updated_endpoint(
+                    _endpoint_from_row(current_row), expected_version=change.expected_version,
+                    spec=None, spec_hash=None, status=change.status,  # type: ignore[arg-type]
+                    status_message=change.status_message, deployed_hash=None, subscription=None,
+                )
+                row = _endpoint_to_row(new, None)
+                assignments = ", ".join(f"{column} = ?" for column in row)
+                self._execute(
+                    f"UPDATE endpoints SET {assignments} WHERE env = ? AND name = ? AND version = ?",
+                    (*row.values(), env, change.endpoint, change.expected_version),
+                )
+        return new_alerts
+
+    def list_alerts(self, env: str, period: str | None = None) -> list[Alert]:
+        if period is None:
+            rows = self._read("SELECT * FROM alerts WHERE env = ? ORDER BY period, endpoint, kind", (env,))
+        else:
+            rows = self._read(
+                "SELECT * FROM alerts WHERE env = ? AND period = ? ORDER BY period, endpoint, kind",
+                (env, period),
+            )
+        return [
+            Alert(row["period"], row["endpoint"], row["kind"], row["tenant"], row["message"],
+                  datetime.fromisoformat(row["created_at"]), json.loads(row["details"]),
+                  datetime.fromisoformat(row["published_at"]) if row["published_at"] else None)
+            for row in rows
+        ]
+
+    def mark_alerts_published(
+        self, env: str, keys: Sequence[tuple[str, str, str]], at: datetime
+    ) -> None:
+        with self._transaction():
+            self._executemany(
+                "UPDATE alerts SET published_at = ? WHERE env = ? AND period = ? AND endpoint = ?"
+                " AND kind = ? AND published_at IS NULL",
+                [(at.astimezone(UTC).isoformat(), env, *key) for key in keys],
+            )
+
+
+T_MIN = datetime.min.replace(tzinfo=UTC)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _period_from_row(row: sqlite3.Row) -> BillingPeriod:
+    return BillingPeriod(
+        row["period"], bool(row["finalized"]), datetime.fromisoformat(row["reconciled_at"]),
+        datetime.fromisoformat(row["finalized_at"]) if row["finalized_at"] else None,
+    )
 
 
 def _tenant_from_row(row: sqlite3.Row) -> Tenant:

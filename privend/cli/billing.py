@@ -1,0 +1,111 @@
+"""`privend billing ...`: reconcile a period into invoices, export them, list alerts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from privend.cli import env_option, format_option
+from privend.cli.render import emit_json, emit_table
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@click.group()
+def billing() -> None:
+    """Invoices, alerts and hard caps from metered usage."""
+
+
+@billing.command("reconcile")
+@click.option("--period", required=True, help="Month to reconcile, YYYY-MM (in each tenant's billing time zone).")
+@click.option("--finalize", is_flag=True, help="Freeze the period: its invoices never change afterwards.")
+@click.option("--alert-topic", "topic_arn", help="SNS topic for alerts (default PRIVEND_ALERT_TOPIC_ARN).")
+@env_option
+@format_option
+def reconcile_(period, finalize, topic_arn, env, fmt) -> None:
+    """Compute the period's invoices; record alerts and hard-cap suspensions."""
+    from privend.billing.alerts import configured_topic, sns_publisher
+    from privend.billing.reconcile import reconcile
+    from privend.registry import open_registry
+
+    topic = configured_topic(topic_arn)
+    with open_registry() as registry:
+        result = reconcile(registry, env, period, now=_now(), finalize=finalize,
+                           publish=sns_publisher(env, topic) if topic else None)
+    if fmt == "json":
+        emit_json(result.to_json())
+        if not result.changed:
+            click.echo(result.message, err=True)
+        return
+    _invoice_tables(result.to_json())
+    click.echo(result.message)
+    for alert in result.new_alerts:
+        click.echo(f"alert: {alert.message}")
+    for name in result.suspended:
+        click.echo(f"suspended endpoint '{name}' (hard cap): the next `privend endpoint sync --env {env}` "
+                   "scales it to zero")
+    for name in result.lifted:
+        click.echo(f"lifted the suspension of endpoint '{name}': the next sync redeploys it")
+    if result.published:
+        click.echo(f"published {result.published} alert(s) to {topic}")
+
+
+def _invoice_tables(data: dict) -> None:
+    state = "finalized" if data["finalized"] else "open"
+    if not data["invoices"]:
+        click.echo(f"no invoices for {data['period']} ({state})")
+    for invoice in data["invoices"]:
+        rows = [(line["endpoint"], line["kind"] + (f" ({line['original_period']})" if "original_period" in line
+                                                   else ""), line["plan"], line["quantity"], line["amount"])
+                for line in invoice["lines"]]
+        rows.append(("", "total", "", "", invoice["total"]))
+        emit_table(f"invoice {invoice['tenant']} {data['period']} ({state}, {invoice['currency']})",
+                   ["endpoint", "kind", "plan", "quantity", "amount"], rows)
+
+
+@billing.command("export")
+@click.option("--period", required=True, help="YYYY-MM.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
+@env_option
+def export(period, fmt, output, env) -> None:
+    """Write the period's invoices (as last reconciled) for finance."""
+    from privend.billing.export import invoices_csv, stored_invoices
+    from privend.billing.reconcile import dumps
+    from privend.registry import open_registry
+
+    with open_registry() as registry:
+        data = stored_invoices(registry, env, period)
+    text = invoices_csv(data) if fmt == "csv" else dumps(data) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        click.echo(f"wrote {len(data['invoices'])} invoice(s) of {period} to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@billing.command("alerts")
+@click.option("--period", required=True, help="YYYY-MM.")
+@env_option
+@format_option
+def alerts(period, env, fmt) -> None:
+    """List the period's alerts (each fires once) and whether they were published."""
+    from privend.billing.periods import check_period
+    from privend.registry import open_registry
+
+    check_period(period)
+    with open_registry() as registry:
+        entries = registry.list_alerts(env, period)
+    if fmt == "json":
+        emit_json([{"period": a.period, "tenant": a.tenant, "endpoint": a.endpoint, "kind": a.kind,
+                    "message": a.message, "created_at": a.created_at.isoformat(),
+                    "published_at": a.published_at.isoformat() if a.published_at else None} for a in entries])
+        return
+    emit_table(f"alerts {period} in {env}", ["endpoint", "tenant", "kind", "created", "published", "message"],
+               [(a.endpoint, a.tenant, a.kind, a.created_at.isoformat(timespec="seconds"),
+                 a.published_at.isoformat(timespec="seconds") if a.published_at else "no", a.message)
+                for a in entries])

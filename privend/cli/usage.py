@@ -1,0 +1,112 @@
+"""`privend usage ...`: import metered usage, pull it from CloudWatch, inspect the quarantine."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from privend.cli import env_option, format_option
+from privend.cli.render import emit_json, emit_table
+from privend.errors import InputError
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _print_summary(summary, fmt: str, what: str) -> None:
+    data = summary.to_json()
+    if fmt == "json":
+        emit_json(data)
+        return
+    reasons = ", ".join(f"{reason} {count}" for reason, count in data["reasons"].items())
+    click.echo(f"{what}: {data['accepted']} accepted, {data['duplicate']} duplicate, "
+               f"{data['quarantined']} quarantined" + (f" ({reasons})" if reasons else ""))
+    if data["quarantined"]:
+        click.echo("see them with `privend usage quarantine`")
+
+
+@click.group()
+def usage() -> None:
+    """Metered token usage: import, pull from CloudWatch, quarantine."""
+
+
+@usage.command("import")
+@click.argument("source", metavar="FILE|-")
+@env_option
+@format_option
+def import_(source, env, fmt) -> None:
+    """Import usage events from JSON lines (FILE, or - for stdin); idempotent by event id."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from privend.billing.usage import import_usage
+    from privend.registry import open_registry
+
+    if source == "-":
+        stream, name = sys.stdin, "stdin"
+    else:
+        try:
+            stream = open(source, encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise InputError(f"cannot read {source}: {exc.strerror}") from None
+        name = source
+    try:
+        # Progress on stderr, and only for a person at a terminal: stdout stays the counts alone.
+        progress_console = Console(stderr=True)
+        with open_registry() as registry, Progress(console=progress_console, transient=True,
+                                                   disable=fmt == "json" or not progress_console.is_terminal) as progress:
+            task = progress.add_task(f"importing {name}", total=None)
+            summary = import_usage(
+                registry, env, stream, now=_now(), source=name,
+                on_batch=lambda s: progress.update(task, completed=s.accepted + s.duplicate + s.quarantined),
+            )
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    _print_summary(summary, fmt, f"imported {name}")
+
+
+@usage.command("pull")
+@click.option("--period", required=True, help="YYYY-MM.")
+@click.option("--settle-minutes", type=click.IntRange(min=0), default=60, show_default=True,
+              help="Only hours that ended at least this long ago (CloudWatch data still arrives before).")
+@click.option("--region", help="AWS region of the CloudWatch metrics (default: the AWS configuration).")
+@env_option
+@format_option
+def pull(period, settle_minutes, region, env, fmt) -> None:
+    """Read hourly token sums from CloudWatch and import them as events (idempotent)."""
+    from datetime import timedelta
+
+    from privend.billing.pull import pull_usage
+    from privend.registry import open_registry
+
+    with open_registry() as registry:
+        result = pull_usage(registry, env, period, now=_now(), settle=timedelta(minutes=settle_minutes),
+                            region=region)
+    if fmt == "json":
+        emit_json({**result.summary.to_json(), "calls": result.calls, "hours": result.hours,
+                   "skipped_outside_subscription": result.skipped})
+        return
+    _print_summary(result.summary, fmt, f"pulled {period} ({result.hours} hour(s) settled, "
+                                        f"{result.calls} GetMetricData call(s))")
+
+
+@usage.command("quarantine")
+@env_option
+@format_option
+def quarantine(env, fmt) -> None:
+    """List usage input that was not accepted, with the reason."""
+    from privend.registry import open_registry
+
+    with open_registry() as registry:
+        records = registry.list_quarantine(env)
+    if fmt == "json":
+        emit_json([{"reason": q.reason, "detail": q.detail, "line": q.line, "event_id": q.event_id,
+                    "endpoint": q.endpoint, "quarantined_at": q.quarantined_at.isoformat()} for q in records])
+        return
+    emit_table(f"quarantined usage in {env}", ["when", "reason", "id", "endpoint", "detail"],
+               [(q.quarantined_at.isoformat(timespec="seconds"), q.reason, q.event_id, q.endpoint, q.detail)
+                for q in records])

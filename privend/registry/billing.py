@@ -1,0 +1,200 @@
+"""The billing records the registry keeps besides tenants and endpoints.
+
+Usage events (idempotent by id), quarantined input, the subscription history of
+retired endpoints and tenants (billing outlives a destroyed endpoint), billing
+periods with their invoices, and the alert outbox. Both backends store and
+return exactly these values.
+
+Times inside usage events are integers: microseconds since the Unix epoch, UTC.
+Integers make the SQL range sums exact and fast, and a usage event never needs
+more than a comparison and a sum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from privend.registry.models import SubscriptionSegment
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Reasons an input line or event is quarantined; the keys of `usage import --format json`'s "reasons".
+QUARANTINE_REASONS = (
+    "malformed",
+    "missing_field",
+    "invalid_count",
+    "too_many_tokens",
+    "unknown_endpoint",
+    "future_timestamp",
+    "outside_subscription",
+    "conflict",
+)
+
+ALERT_KINDS = ("usage_80", "usage_100", "overage_cap")
+
+
+def to_us(value: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime, exactly."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> datetime:
+    from datetime import timedelta
+
+    return EPOCH + timedelta(microseconds=value)
+
+
+class UsageEvent(NamedTuple):
+    """One accepted usage record: tokens an endpoint served, stamped with an instant."""
+
+    id: str
+    endpoint: str
+    timestamp_us: int
+    input_tokens: int
+    output_tokens: int
+
+
+class UsageBatchResult(NamedTuple):
+    accepted: int
+    duplicate: int
+    conflict: int
+
+
+@dataclass(frozen=True)
+class QuarantinedEvent:
+    """Input that was not accepted, kept so an operator can see and fix it.
+
+    `key` identifies the record: the same bad line quarantined twice is stored once.
+    """
+
+    key: str
+    reason: str
+    detail: str
+    line: str
+    quarantined_at: datetime
+    event_id: str | None = None
+    endpoint: str | None = None
+
+    @staticmethod
+    def make(reason: str, detail: str, line: str, at: datetime, event_id: str | None = None,
+             endpoint: str | None = None) -> QuarantinedEvent:
+        key = hashlib.sha256(f"{reason}\n{line}".encode()).hexdigest()
+        return QuarantinedEvent(key, reason, detail, line[:4000], at, event_id, endpoint)
+
+
+def conflict_line(event: UsageEvent) -> str:
+    """The conflicting event as canonical JSON, for the quarantine."""
+    import json
+
+    return json.dumps(
+        {"id": event.id, "endpoint": event.endpoint, "timestamp": from_us(event.timestamp_us).isoformat(),
+         "input_tokens": event.input_tokens, "output_tokens": event.output_tokens},
+        sort_keys=True, separators=(",", ":"),
+    )
+
+
+def conflict_record(event: UsageEvent, first: Sequence[Any], at: datetime) -> QuarantinedEvent:
+    endpoint, ts, inp, out = first
+    detail = (f"event id {event.id!r} was first accepted with endpoint {endpoint!r}, "
+              f"timestamp {from_us(ts).isoformat()}, {inp} input and {out} output tokens; the first stands")
+    return QuarantinedEvent.make("conflict", detail, conflict_line(event), at, event.id, event.endpoint)
+
+
+@dataclass(frozen=True)
+class BillingSubscription:
+    """What billing needs of one endpoint: whose it is, the tenant's time zone and its segments.
+
+    `retired_at` is set for an endpoint whose record was deleted after its stack was destroyed.
+    """
+
+    endpoint: str
+    tenant: str
+    billing_timezone: str
+    segments: tuple[SubscriptionSegment, ...]
+    retired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BillingPeriod:
+    period: str
+    finalized: bool
+    reconciled_at: datetime
+    finalized_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceRecord:
+    """One tenant's invoice for one period, as a JSON document (lines, total, and the rating basis)."""
+
+    period: str
+    tenant: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One outbox entry: at most one per (period, endpoint, kind), ever."""
+
+    period: str
+    endpoint: str
+    kind: str
+    tenant: str
+    message: str
+    created_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+    published_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.period, self.endpoint, self.kind)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A billing-driven status change of an endpoint (suspend, or lift a suspension)."""
+
+    endpoint: str
+    expected_version: int
+    status: str
+    status_message: str
+
+
+@dataclass(frozen=True)
+class ReconcileCommit:
+    """Everything one reconcile run writes, applied all at once or not at all."""
+
+    env: str
+    period: str
+    at: datetime
+    finalize: bool
+    invoices: tuple[InvoiceRecord, ...]
+    alerts: tuple[Alert, ...] = ()
+    status_changes: tuple[StatusChange, ...] = ()
+
+
+def dedupe_batch(
+    events: Sequence[UsageEvent], at: datetime
+) -> tuple[list[UsageEvent], int, list[QuarantinedEvent]]:
+    """Unique events of one batch, duplicates counted, conflicts quarantined: the earlier one stands."""
+    first: dict[str, UsageEvent] = {}
+    for event in events:
+        first.setdefault(event.id, event)
+    if len(first) == len(events):
+        return list(events), 0, []
+    duplicate = 0
+    conflicts: list[QuarantinedEvent] = []
+    standing = set()
+    for event in events:
+        kept = first[event.id]
+        if event.id not in standing and event == kept:
+            standing.add(event.id)  # the first occurrence itself
+        elif event == kept:
+            duplicate += 1
+        else:
+            conflicts.append(conflict_record(event, kept[1:], at))
+    return list(first.values()), duplicate, conflicts
