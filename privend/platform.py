@@ -14,6 +14,7 @@ from components.addons import PlatformAddons, PlatformAddonsArgs
 from components.cluster import Cluster, ClusterArgs
 from components.control_plane_data import ControlPlaneData, ControlPlaneDataArgs
 from components.gpu_pool import GpuPool, GpuPoolArgs
+from components.metering import MeteringCollector, MeteringCollectorArgs
 from components.network import Network, NetworkArgs
 from components.system_pool import SystemPool, SystemPoolArgs
 from privend.config import EnvironmentConfig
@@ -27,19 +28,17 @@ OUTPUT_NAMES = (
 )
 
 
-def observability_addon_config(cfg: EnvironmentConfig, cluster_name: str) -> dict:
-    """Configuration of the amazon-cloudwatch-observability add-on: the default Container
-    Insights agent, plus one single-replica scraper per metrics namespace (usage for billing,
-    engine for alarms and autoscaling). One replica each: two would count every token twice."""
-    from privend.billing.agent_config import render_agent_config
+def observability_addon_config() -> dict:
+    """Configuration of the amazon-cloudwatch-observability add-on: Container Insights' default agent only.
 
-    rendered = render_agent_config(cfg.environment, cluster_name=cluster_name, region=cfg.region)
-    scrapers = [
-        {"name": f"privend-{name}", "mode": "deployment", "replicas": 1, "config": config,
-         "prometheus": {"config": rendered["prometheus"]}}
-        for name, config in sorted(rendered["agents"].items())
-    ]
-    return {"agents": [{"name": "cloudwatch-agent"}, *scrapers]}
+    Metering does not run here: the add-on's chart runs every agent host-networked, and the
+    endpoints' NetworkPolicies cannot admit node addresses (see components/metering.py). The
+    configuration is spelled out rather than left unset so that the update overwrites the one
+    that declared the former privend-usage and privend-engine agents: an unset configuration
+    is not guaranteed to reset an add-on's previous one, and a leftover agent would be a second
+    writer to the metering namespaces wherever its scrapes got through.
+    """
+    return {"agents": [{"name": "cloudwatch-agent"}]}
 
 
 def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
@@ -90,7 +89,7 @@ def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
             labels=pool.labels, tags={**tags, "privend.io/pool": pool.name},
         ), aws_opts)
 
-    cluster.install_workload_addons([system.node_group], observability_addon_config(cfg, cluster_name))
+    cluster.install_workload_addons([system.node_group], observability_addon_config())
 
     k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[system]))
     cv = cfg.chart_versions
@@ -103,6 +102,10 @@ def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
             "keda": cv.keda,
             "cluster-autoscaler": cv.cluster_autoscaler,
         },
+    ), pulumi.ResourceOptions(providers={"aws": aws_provider, "kubernetes": k8s_provider}))
+
+    MeteringCollector("metering", MeteringCollectorArgs(
+        cfg=cfg, cluster=cluster, cluster_name=cluster_name, account_id=identity.account_id,
     ), pulumi.ResourceOptions(providers={"aws": aws_provider, "kubernetes": k8s_provider}))
 
     data = ControlPlaneData("data", ControlPlaneDataArgs(

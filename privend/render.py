@@ -23,7 +23,11 @@ SERVICE_PORT = 80
 LISTENER_PORT = 80  # the load balancer listener customers reach through PrivateLink
 MAX_CONCURRENT_REQUESTS = 128
 MODEL_LOAD_SECONDS = 30 * 60  # the startup probe allows half an hour to download and load weights
-CLOUDWATCH_AGENT_NAMESPACE = "amazon-cloudwatch"
+# The metering collector (privend.metering) scrapes the engines from this namespace, as pods with
+# these labels on the pod network: the only peer allow-metrics-scraper admits.
+METERING_NAMESPACE = "privend-metering"
+METERING_COLLECTOR_LABELS = {"app.kubernetes.io/name": "cloudwatch-agent",
+                             "app.kubernetes.io/component": "metering-collector"}
 METADATA_SERVICE = "169.254.169.254/32"
 HF_TOKEN_SECRET = "hf-token"
 API_KEY_SECRET = "api-key"
@@ -163,9 +167,14 @@ def network_policies(ctx: RenderContext, hub_egress: bool) -> list[dict]:
             "ingress": [{"from": [{"ipBlock": {"cidr": c}} for c in lb_cidrs],
                          "ports": [{"protocol": "TCP", "port": port}]}],
         }),
+        # Metering: only the collector's pods (namespace AND pod labels, in one peer) reach the
+        # engine port. They are not host-networked, so the VPC CNI's policy agent sees pod
+        # addresses it can match; node addresses could not be admitted without admitting every
+        # tenant's pods, which share the node subnets.
         policy("allow-metrics-scraper", {
             "podSelector": pods, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": CLOUDWATCH_AGENT_NAMESPACE}}}],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": METERING_NAMESPACE}},
+                                   "podSelector": {"matchLabels": dict(METERING_COLLECTOR_LABELS)}}],
                          "ports": [{"protocol": "TCP", "port": port}]}],
         }),
         policy("allow-dns", {

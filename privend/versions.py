@@ -33,3 +33,15 @@ CHART_VERSIONS: dict[str, str] = {
     "keda": "2.20.1",
     "cluster-autoscaler": "9.50.1",
 }
+
+# The metering collector (components/metering.py): the CloudWatch agent, by digest. The tag names
+# the release (1.247360.0, 2023-06-23; RUN_WITH_IRSA, which the collector relies on, exists since
+# 1.247359.0); the digest decides what runs. Registries cannot be read from the build machines: this
+# digest is the one a running pod reported for this exact tag on public.ecr.aws, taken from public
+# material, not re-read here. Confirm it (`crane digest
+# public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.247360.0b252689`) and move to a current
+# release before production.
+CLOUDWATCH_AGENT_IMAGE = (
+    "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.247360.0b252689"
+    "@sha256:888fed6f7fb12948ec015ee4bdbbb759f044a569f5d2d49fb4dd0e49e747df31"
+)

@@ -894,7 +894,8 @@ def test_plan_json_holds_the_platform_stack_and_one_stack_per_live_endpoint(worl
     assert stacks == {"dev", "dev-chat-bot", "dev-tiny"}
     namespaces = {r["stack"]: r["inputs"]["metadata"]["name"] for r in resources
                   if r["type"] == "kubernetes:core/v1:Namespace"}
-    assert namespaces == {"dev-chat-bot": "ep-chat-bot", "dev-tiny": "ep-tiny"}
+    # The platform stack's one namespace is the metering collector's.
+    assert namespaces == {"dev": "privend-metering", "dev-chat-bot": "ep-chat-bot", "dev-tiny": "ep-tiny"}
 
 
 def test_plan_of_one_endpoint_holds_only_that_endpoints_stack(world):

@@ -261,19 +261,16 @@ def test_keda_operator_reads_cloudwatch_through_its_own_irsa_role(platform_plan)
     assert statement["Action"] == ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"]
 
 
-def test_observability_addon_runs_one_scraper_per_metrics_namespace(platform_plan):
+def test_observability_addon_keeps_only_the_container_insights_agent(platform_plan):
+    # Metering moved to the MeteringCollector (tests/test_metering.py): the add-on's agents are
+    # host-networked, and the endpoints' policies cannot admit node addresses. The configuration
+    # names the default agent explicitly so the update drops the former privend-* scrapers.
     addon = next(r for r in platform_plan("dev").by_type("aws:eks/addon:Addon")
                  if r.inputs["addonName"] == "amazon-cloudwatch-observability")
-    agents = json.loads(addon.inputs["configurationValues"])["agents"]
-    assert agents[0] == {"name": "cloudwatch-agent"}  # the default Container Insights agent stays
-    scrapers = {a["name"]: a for a in agents[1:]}
-    assert set(scrapers) == {"privend-usage", "privend-engine"}
-    assert all(a["mode"] == "deployment" and a["replicas"] == 1 for a in scrapers.values())
-    namespaces = {name: a["config"]["logs"]["metrics_collected"]["prometheus"]["emf_processor"]["metric_namespace"]
-                  for name, a in scrapers.items()}
-    assert namespaces == {"privend-usage": "PrivateEndpoint/Usage", "privend-engine": "PrivateEndpoint/Engine"}
-    jobs = [job["job_name"] for job in scrapers["privend-usage"]["prometheus"]["config"]["scrape_configs"]]
-    assert jobs == ["privend-endpoints"]
+    assert json.loads(addon.inputs["configurationValues"]) == {"agents": [{"name": "cloudwatch-agent"}]}
+    collectors = [r for r in platform_plan("dev").by_type("kubernetes:apps/v1:Deployment")
+                  if r.inputs["metadata"]["namespace"] == "privend-metering"]
+    assert sorted(r.inputs["metadata"]["name"] for r in collectors) == ["collector-engine", "collector-usage"]
 
 
 def test_registry_table_has_the_key_schema_the_dynamodb_backend_uses(platform_plan):

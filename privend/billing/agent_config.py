@@ -1,6 +1,6 @@
 """The CloudWatch agent configuration behind metering: scrape the engines, publish per endpoint.
 
-The agent (the amazon-cloudwatch-observability add-on) scrapes the Prometheus
+The metering collector (components/metering.py, our own CloudWatch agent Deployments) scrapes the Prometheus
 metrics of pods labelled `app.kubernetes.io/managed-by=privend` in endpoint
 namespaces (`ep-*`), takes the dimensions Environment, Tenant and Endpoint from
 the pods' `privend.io/*` labels, renames the engines' metrics (TGI and vLLM
