@@ -14,6 +14,8 @@ import click
 from privend.errors import PrivendError
 
 DEFAULT_ENV = "dev"
+AWS_SETUP_ERRORS = {"NoRegionError", "NoCredentialsError", "PartialCredentialsError", "EndpointConnectionError",
+                    "ProfileNotFound", "TokenRetrievalError", "SSOTokenLoadError", "UnauthorizedSSOTokenError"}
 
 
 def env_option(func):
@@ -39,6 +41,13 @@ class PrivendGroup(click.Group):
         except PrivendError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except Exception as exc:
+            # AWS set-up problems (no region, no credentials, no network) are the
+            # operator's to fix, not bugs: one line, exit 1. Anything else is a bug.
+            if type(exc).__module__.startswith("botocore") and type(exc).__name__ in AWS_SETUP_ERRORS:
+                click.echo(f"error: AWS: {exc}", err=True)
+                sys.exit(1)
+            raise
 
 
 @click.group(cls=PrivendGroup)

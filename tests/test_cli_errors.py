@@ -1,0 +1,25 @@
+"""AWS set-up problems reach the operator as one line and exit code 1, never a traceback."""
+
+from click.testing import CliRunner
+
+from privend.cli import main
+
+
+def test_dynamodb_registry_without_a_region_is_one_line_exit_1(monkeypatch):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("PRIVEND_REGISTRY", "dynamodb://privend-dev-registry")
+    result = CliRunner().invoke(main, ["tenant", "list"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: AWS: You must specify a region.\n"
+
+
+def test_unexpected_errors_are_not_swallowed(monkeypatch):
+    import privend.cli.tenant as tenant_cli
+
+    def broken():
+        raise RuntimeError("a bug")
+    monkeypatch.setattr("privend.registry.open_registry", broken)
+    result = CliRunner().invoke(main, ["tenant", "list"])
+    assert isinstance(result.exception, RuntimeError)
