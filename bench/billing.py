@@ -12,7 +12,7 @@
 
 Each measured phase runs in its own process, so its peak RSS is its own.
 
-    python bench/billing.py [--events 1000000] [--endpoints 10000]
+    python bench/billing.py [--events 1000000] [--endpoints 10000] [--only 1|2|3]
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--endpoints", type=int, default=10_000)
+    parser.add_argument("--only", type=int, choices=(1, 2, 3), help="run just this phase")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -188,33 +189,46 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="privend-bench-billing-") as scratch:
         work = Path(scratch)
-        # 1. import
-        import_db, events_file = work / "import.db", work / "events.jsonl"
-        seed_endpoints(import_db, 2_000, 200)
-        write_events(events_file, options.events, 2_000)
-        figures = child("import", str(import_db), str(events_file))
-        print(f"1. import {figures['lines']:,} lines ({figures['accepted']:,} accepted, {figures['duplicate']:,} "
-              f"duplicate, {figures['quarantined']:,} quarantined) in {figures['seconds']:.1f} s: "
-              f"{figures['events_per_second']:,.0f} events/s (target >= 100,000), "
-              f"peak {figures['peak_mib']:.0f} MiB (target < 300)")
-        events_file.unlink()
+        if options.only in (None, 1):
+            import_phase(work, options.events)
+        if options.only in (None, 2, 3):
+            # Phase 3 pulls into the registry phase 2 seeds, so it needs the seeding.
+            reconcile_phase(work, options.endpoints, measure=options.only in (None, 2))
+        if options.only in (None, 3):
+            pull_phase(work, options.endpoints)
 
-        # 2. reconcile
-        reconcile_db = work / "reconcile.db"
-        seed_endpoints(reconcile_db, options.endpoints, max(1, options.endpoints // 10))
-        seeded = child("seed-usage", str(reconcile_db), str(options.endpoints))
-        print(f"   (seeded {seeded['events']:,} hourly events in {seeded['seconds']:.1f} s)")
-        figures = child("reconcile", str(reconcile_db))
-        print(f"2. reconcile {options.endpoints:,} endpoints, {seeded['events']:,} events: "
-              f"{figures['seconds']:.1f} s (target < 30; second run {figures['seconds_second_run']:.1f} s, "
-              f"identical: {figures['identical']}), {figures['invoices']:,} invoices, {figures['lines']:,} lines, "
-              f"peak {figures['peak_mib']:.0f} MiB (target < 1024)")
 
-        # 3. pull
-        figures = child("pull", str(reconcile_db))
-        print(f"3. pull {options.endpoints:,} endpoints: {figures['calls']} GetMetricData calls, lower bound "
-              f"{figures['lower_bound']} ({figures['queries']:,} queries, {figures['points']:,} points): "
-              f"ratio {figures['ratio']:.3f} (target <= 1.05) in {figures['seconds']:.1f} s")
+def import_phase(work: Path, events: int) -> None:
+    import_db, events_file = work / "import.db", work / "events.jsonl"
+    seed_endpoints(import_db, 2_000, 200)
+    write_events(events_file, events, 2_000)
+    figures = child("import", str(import_db), str(events_file))
+    print(f"1. import {figures['lines']:,} lines ({figures['accepted']:,} accepted, {figures['duplicate']:,} "
+          f"duplicate, {figures['quarantined']:,} quarantined) in {figures['seconds']:.1f} s: "
+          f"{figures['events_per_second']:,.0f} events/s (target >= 100,000), "
+          f"peak {figures['peak_mib']:.0f} MiB (target < 300)")
+    events_file.unlink()
+
+
+def reconcile_phase(work: Path, endpoints: int, measure: bool) -> None:
+    reconcile_db = work / "reconcile.db"
+    seed_endpoints(reconcile_db, endpoints, max(1, endpoints // 10))
+    seeded = child("seed-usage", str(reconcile_db), str(endpoints))
+    print(f"   (seeded {seeded['events']:,} hourly events in {seeded['seconds']:.1f} s)")
+    if not measure:
+        return
+    figures = child("reconcile", str(reconcile_db))
+    print(f"2. reconcile {endpoints:,} endpoints, {seeded['events']:,} events: "
+          f"{figures['seconds']:.1f} s (target < 30; second run {figures['seconds_second_run']:.1f} s, "
+          f"identical: {figures['identical']}), {figures['invoices']:,} invoices, {figures['lines']:,} lines, "
+          f"peak {figures['peak_mib']:.0f} MiB (target < 1024)")
+
+
+def pull_phase(work: Path, endpoints: int) -> None:
+    figures = child("pull", str(work / "reconcile.db"))
+    print(f"3. pull {endpoints:,} endpoints: {figures['calls']} GetMetricData calls, lower bound "
+          f"{figures['lower_bound']} ({figures['queries']:,} queries, {figures['points']:,} points): "
+          f"ratio {figures['ratio']:.3f} (target <= 1.05) in {figures['seconds']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import JsonValue
 
 from privend.errors import PrivendError
@@ -50,6 +51,9 @@ from privend.registry.models import (
 
 # How long a writer waits for another process's write transaction to finish.
 BUSY_TIMEOUT_SECONDS = 30.0
+
+# The page size of a new registry file (see __init__).
+PAGE_SIZE = 16_384
 
 # Migrations by schema version: _MIGRATIONS[n] takes the schema from version n
 # to n + 1. Append to this list; never edit an entry that has shipped.
@@ -197,8 +201,11 @@ _NEEDING_DEPLOY_SQL = (
 class SqliteRegistry(Registry):
     """The registry in one SQLite file; safe to share between threads and processes."""
 
-    # Usage events per transaction: large enough that a batch visits each b-tree page once.
-    usage_batch_size = 50_000
+    # Usage events per transaction. Ids and times arrive in no order, so a batch of any
+    # size rewrites most pages of the two usage indexes: fewer, larger batches write less
+    # (100,000 imports faster than 50,000). Two batches in memory (one being collected,
+    # one stored) keep an import's peak near 270 MiB.
+    usage_batch_size = 100_000
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -215,12 +222,24 @@ class SqliteRegistry(Registry):
         self._conn.row_factory = sqlite3.Row
         try:
             self._execute("PRAGMA foreign_keys = ON")
+            # 16 KiB pages rather than 4: a usage batch rewrites most pages of the two
+            # usage indexes (ids and times arrive in no order), and a quarter as many pages
+            # make that, its WAL frames and checkpoints cheaper: the import runs 10-15 %
+            # faster. Only a new, empty file takes it (before WAL mode is set); an existing
+            # registry keeps its page size, and works the same either way.
+            self._execute(f"PRAGMA page_size = {PAGE_SIZE}")
             self._execute("PRAGMA journal_mode = WAL")
             # A 64 MiB page cache keeps the usage tables' b-trees hot during a
             # bulk import; staging tables live in memory.
             self._execute("PRAGMA cache_size = -65536")
             self._execute("PRAGMA temp_store = MEMORY")
             self._migrate()
+            # One usage batch, staged by record_usage; untyped columns keep the values as
+            # json_extract gives them. Per connection, in memory, empty between batches.
+            self._execute(
+                "CREATE TEMP TABLE IF NOT EXISTS usage_batch (id PRIMARY KEY, endpoint, ts, input_tokens,"
+                " output_tokens) WITHOUT ROWID"
+            )
         except BaseException:
             self._conn.close()
             raise
@@ -444,34 +463,41 @@ class SqliteRegistry(Registry):
         unique, duplicate, conflicts = dedupe_batch(events, at)
         # The batch goes in as one JSON text that SQLite unpacks itself: binding rows
         # one by one would cost more than the insert, and hold the GIL meanwhile.
-        # Sorted by id, each page of the id index is visited once per batch.
-        batch = json.dumps(sorted(unique), ensure_ascii=False)
-        staged = (
-            "WITH s AS (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS endpoint,"
-            " json_extract(value, '$[2]') AS ts, json_extract(value, '$[3]') AS input_tokens,"
-            " json_extract(value, '$[4]') AS output_tokens FROM json_each(?2)) "
-        )
+        batch = _json_rows(unique)
         with self._transaction():
-            # Only ids already stored come back: about as many rows as duplicates.
+            # Unpacked once (the unpacking costs as much as the lookup of stored ids) into
+            # the in-memory usage_batch, keyed by id: both statements below read it in id
+            # order, so each page of the id index is visited once per batch. SQLite sorts
+            # (ORDER BY: the key then fills in order, faster than at random) with the GIL
+            # released, where a sort in Python would hold it against the parsing thread.
+            self._execute(
+                "INSERT INTO temp.usage_batch (id, endpoint, ts, input_tokens, output_tokens)"
+                " SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+                " json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?) ORDER BY id",
+                (batch,),
+            )
+            # Only ids already stored come back: about as many rows as duplicates, which
+            # on a re-import is every event, so they are classified as they come, not held.
             existing = self._execute(
-                staged + "SELECT s.id, s.endpoint, s.ts, s.input_tokens, s.output_tokens,"
+                "SELECT s.id, s.endpoint, s.ts, s.input_tokens, s.output_tokens,"
                 " e.endpoint, e.ts, e.input_tokens, e.output_tokens"
-                " FROM s CROSS JOIN usage_events AS e WHERE e.env = ?1 AND e.id = s.id",
-                (env, batch),
-            ).fetchall()
+                " FROM temp.usage_batch AS s CROSS JOIN usage_events AS e WHERE e.env = ? AND e.id = s.id"
+                " ORDER BY s.id",
+                (env,),
+            )
             for row in existing:
                 incoming = UsageEvent(*row[:5])
                 if tuple(row[1:5]) == tuple(row[5:9]):
                     duplicate += 1
                 else:
                     conflicts.append(conflict_record(incoming, row[5:9], at))
-            self._execute(
-                staged + "INSERT OR IGNORE INTO usage_events (env, id, endpoint, ts, input_tokens, output_tokens)"
-                " SELECT ?1, id, endpoint, ts, input_tokens, output_tokens FROM s",
-                (env, batch),
-            )
-            # cursor.rowcount is -1 for a statement that starts with WITH.
-            accepted = self._execute("SELECT changes()").fetchone()[0]
+            accepted = self._execute(
+                "INSERT OR IGNORE INTO usage_events (env, id, endpoint, ts, input_tokens, output_tokens)"
+                " SELECT ?, id, endpoint, ts, input_tokens, output_tokens FROM temp.usage_batch ORDER BY id",
+                (env,),
+            ).rowcount
+            # Empty again at commit, as a rollback leaves it too.
+            self._execute("DELETE FROM temp.usage_batch")
             self._insert_quarantine(env, [*quarantine, *conflicts])
         return UsageBatchResult(accepted, duplicate, len(conflicts))
 
@@ -641,6 +667,16 @@ class SqliteRegistry(Registry):
 
 
 T_MIN = datetime.min.replace(tzinfo=UTC)
+
+
+def _json_rows(rows: Sequence[tuple[Any, ...]]) -> str:
+    """`rows` as one JSON array of arrays, for json_each."""
+    try:
+        # orjson is several times faster than json, and this runs with the GIL held.
+        return orjson.dumps(rows, default=tuple).decode()
+    except TypeError:
+        # What orjson refuses (an integer beyond 64 bits, a lone surrogate) takes json's path, as before.
+        return json.dumps(rows, ensure_ascii=False)
 
 
 def _json(data: Any) -> str:
