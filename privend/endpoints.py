@@ -151,17 +151,19 @@ class SyncResult:
 
 
 def pending_work(registry: Registry, env: str) -> list[Endpoint]:
-    """Endpoints whose spec differs from what was deployed, and endpoints marked for deletion."""
+    """Endpoints to deploy or destroy: marked for deletion, or not deployed as they should run.
+
+    `needs_deploy` compares the deployed hash with what should run, so it covers a
+    changed spec and a hard-capped endpoint not yet scaled to zero, and leaves out a
+    suspended endpoint already deployed at zero (whose hash differs from its spec's
+    by design). One scan of the environment answers all of it.
+    """
     cutoff = now() - STALE_DEPLOY
-    work = {e.name: e for e in registry.list_endpoints_needing_deploy(env)}
-    # Deleting endpoints, and hard-capped ones not yet scaled to zero, whatever their spec hash.
-    work.update({e.name: e for e in registry.list_endpoints(env) if e.status == "deleting" or needs_deploy(e)})
-    # A suspended endpoint already deployed at zero differs from its spec hash by design.
-    work = {name: e for name, e in work.items() if e.status == "deleting" or needs_deploy(e)}
-    for endpoint in work.copy().values():
-        if endpoint.status == "deploying" and endpoint.updated_at > cutoff:
-            del work[endpoint.name]  # another sync is on it
-    return sorted(work.values(), key=lambda e: e.name)
+    return [
+        e for e in registry.list_endpoints(env)
+        if (e.status == "deleting" or needs_deploy(e))
+        and not (e.status == "deploying" and e.updated_at > cutoff)  # another sync is on it
+    ]
 
 
 def deploy_one(registry: Registry, cfg: EnvironmentConfig, endpoint: Endpoint, deployer: Deployer) -> SyncResult:

@@ -132,9 +132,14 @@ class EndpointRequest(_Spec):
             raise ValueError(f"revision {value!r} must be a commit sha, branch or tag")
         return value
 
+    @property
+    def effective_max_replicas(self) -> int:
+        """MAX as given, else MIN (at least one: an endpoint can always serve)."""
+        return self.max_replicas if self.max_replicas is not None else max(self.min_replicas, 1)
+
     @model_validator(mode="after")
     def _replicas(self) -> "EndpointRequest":
-        maximum = self.max_replicas if self.max_replicas is not None else max(self.min_replicas, 1)
+        maximum = self.effective_max_replicas
         if self.min_replicas > maximum:
             raise ValueError(f"replicas: MIN ({self.min_replicas}) is larger than MAX ({maximum})")
         if self.min_replicas > MAX_REPLICAS:
@@ -277,7 +282,7 @@ def build_spec(request: EndpointRequest, tenant: TenantSpec, cfg: EnvironmentCon
         pool=pool_cfg.name,
         tier=tenant.tier,
         min_replicas=request.min_replicas,
-        max_replicas=request.max_replicas if request.max_replicas is not None else max(request.min_replicas, 1),
+        max_replicas=request.effective_max_replicas,
         plan=request.plan,
         quantize=request.quantize,
         dtype=None if request.quantize else default_dtype,
