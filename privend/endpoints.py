@@ -96,9 +96,9 @@ def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effec
         raise InputError(f"endpoint '{name}' is being deleted in env {cfg.environment}")
     tenant = registry.get_tenant(cfg.environment, current.tenant)
     spec = build_spec(request_from(current, **changes), tenant_spec(tenant), cfg)
-    if spec.model_dump(mode="json") != current.spec:
-        check_endpoint_policy(spec, cfg)
     data = spec.model_dump(mode="json")
+    if data != current.spec:
+        check_endpoint_policy(spec, cfg)
     subscription = None
     if spec.plan != spec_of(current).plan:
         subscription = switch_plan(registry.get_subscription(cfg.environment, name), spec.plan, effective or now())
