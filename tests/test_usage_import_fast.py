@@ -394,3 +394,66 @@ def test_the_writer_hands_the_registry_a_collected_batch(tmp_path: Path, monkeyp
 def test_an_offset_a_minute_short_of_a_day_is_valid() -> None:
     assert _stamp_outcome("2025-03-02T00:00:00+23:59") == ("ok", to_us(utc(2025, 3, 2) - timedelta(hours=23,
                                                                                                     minutes=59)))
+
+
+def test_usage_stored_under_schema_2_is_keyed_on_upgrade_and_still_deduplicated(tmp_path: Path) -> None:
+    from privend.registry.sqlite import _MIGRATIONS, SCHEMA_VERSION
+
+    path = tmp_path / "registry.db"
+    connection = sqlite3.connect(path)
+    for statement in (*_MIGRATIONS[0], *_MIGRATIONS[1]):
+        connection.execute(statement)
+    connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    connection.execute("INSERT INTO schema_version VALUES (2)")
+    march = to_us(utc(2025, 3, 2))
+    connection.executemany(
+        "INSERT INTO usage_events (env, id, endpoint, ts, input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?)",
+        [(ENV, "a1", "chat", march, 10, 1), (ENV, "a2", "chat", march + 1, 20, 2),
+         (ENV, "b1", "embed", march, 300, 0), ("other", "a1", "chat", march, 4000, 0)])
+    connection.commit()
+    connection.close()
+
+    with SqliteRegistry(path) as registry:
+        assert registry._read("SELECT version FROM schema_version")[0][0] == SCHEMA_VERSION
+        assert (registry.count_usage_events(ENV), registry.count_usage_events("other")) == (3, 1)
+        window = (to_us(utc(2025, 3, 1)), to_us(utc(2025, 4, 1)))
+        assert registry.usage_totals(ENV, [("chat", *window), ("embed", *window), ("new", *window)]) == [33, 300, 0]
+        assert registry.usage_totals("other", [("chat", *window)]) == [4000]
+
+        # A stored id is still found: the same content is a duplicate, other content a conflict
+        # naming the endpoint it was stored with; a new endpoint gets a key of its own.
+        result = registry.record_usage(ENV, [UsageEvent("a1", "chat", march, 10, 1), UsageEvent("b1", "new", march, 5, 0),
+                                             UsageEvent("c1", "new", march, 7, 0)], at=utc(2025, 4, 1))
+        assert tuple(result) == (1, 1, 1)
+        [conflict] = registry.list_quarantine(ENV)
+        assert conflict.reason == "conflict" and "first accepted with endpoint 'embed'" in conflict.detail
+        assert registry.usage_totals(ENV, [("new", *window)]) == [7]
+        keys = registry._read("SELECT env, endpoint, key FROM usage_endpoints ORDER BY key")
+        assert [tuple(row) for row in keys] == [(ENV, "chat", 1), (ENV, "embed", 2), ("other", "chat", 3),
+                                                (ENV, "new", 4)]
+
+
+def test_a_rolled_back_batch_gives_no_endpoint_key(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / "registry.db")
+    execute = registry._execute
+
+    def crash_on_insert(sql: str, params: Any = ()) -> Any:
+        if "INSERT OR IGNORE INTO usage_events" in sql:
+            raise Crash(sql)
+        return execute(sql, params)
+
+    registry._execute = crash_on_insert  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        registry.record_usage(ENV, [UsageEvent("e1", "chat", to_us(utc(2025, 3, 2)), 1, 0)], at=utc(2025, 4, 1))
+    del registry._execute
+
+    assert registry._read("SELECT COUNT(*) FROM usage_endpoints")[0][0] == 0
+    assert registry._usage_keys.get(ENV, {}) == {}
+    # Another process gives "embed" key 1 meanwhile; this one must not think "chat" has it.
+    other = SqliteRegistry(tmp_path / "registry.db")
+    other.record_usage(ENV, [UsageEvent("x1", "embed", to_us(utc(2025, 3, 2)), 9, 0)], at=utc(2025, 4, 1))
+    other.close()
+    registry.record_usage(ENV, [UsageEvent("e1", "chat", to_us(utc(2025, 3, 2)), 1, 0)], at=utc(2025, 4, 1))
+    window = (0, 2**62)
+    assert registry.usage_totals(ENV, [("chat", *window), ("embed", *window)]) == [1, 9]
+    registry.close()

@@ -188,6 +188,43 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
     ),
+    (
+        # Usage events keyed by a small integer per (env, endpoint) rather than the names:
+        # the time index then compares integers, not text, on every step of an insert, and
+        # its entries are smaller; an import of a million events spends a sixth less in SQLite.
+        # A key, once given, never changes and is never reused.
+        """
+        CREATE TABLE usage_endpoints (
+            key INTEGER PRIMARY KEY,
+            env TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            UNIQUE (env, endpoint)
+        )
+        """,
+        "INSERT INTO usage_endpoints (env, endpoint)"
+        " SELECT DISTINCT env, endpoint FROM usage_events ORDER BY env, endpoint",
+        """
+        CREATE TABLE usage_events_keyed (
+            env TEXT NOT NULL,
+            id TEXT NOT NULL,
+            endpoint_key INTEGER NOT NULL,   -- usage_endpoints.key
+            ts INTEGER NOT NULL,             -- microseconds since the epoch, UTC
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL
+        )
+        """,
+        "INSERT INTO usage_events_keyed (env, id, endpoint_key, ts, input_tokens, output_tokens)"
+        " SELECT e.env, e.id, k.key, e.ts, e.input_tokens, e.output_tokens"
+        " FROM usage_events AS e JOIN usage_endpoints AS k ON k.env = e.env AND k.endpoint = e.endpoint"
+        " ORDER BY e.rowid",
+        "DROP TABLE usage_events",
+        "ALTER TABLE usage_events_keyed RENAME TO usage_events",
+        "CREATE UNIQUE INDEX usage_by_id ON usage_events (env, id)",
+        """
+        CREATE INDEX usage_by_endpoint_time
+            ON usage_events (endpoint_key, ts, input_tokens, output_tokens)
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -212,6 +249,9 @@ class SqliteRegistry(Registry):
         # One connection per registry, guarded by a lock, so threads of one
         # process (parallel deploys) can share a registry.
         self._lock = threading.RLock()
+        # usage_endpoints as read or written by committed transactions: env -> name -> key.
+        # Keys never change, so what is here stays true whatever other processes write.
+        self._usage_keys: dict[str, dict[str, int]] = {}
         self._conn = sqlite3.connect(
             self.path,
             timeout=BUSY_TIMEOUT_SECONDS,
@@ -237,7 +277,7 @@ class SqliteRegistry(Registry):
             # One usage batch, staged by record_usage; untyped columns keep the values as
             # json_extract gives them. Per connection, in memory, empty between batches.
             self._execute(
-                "CREATE TEMP TABLE IF NOT EXISTS usage_batch (id PRIMARY KEY, endpoint, ts, input_tokens,"
+                "CREATE TEMP TABLE IF NOT EXISTS usage_batch (id PRIMARY KEY, endpoint_key, ts, input_tokens,"
                 " output_tokens) WITHOUT ROWID"
             )
         except BaseException:
@@ -461,45 +501,74 @@ class SqliteRegistry(Registry):
         at: datetime,
     ) -> UsageBatchResult:
         unique, duplicate, conflicts = dedupe_batch(events, at)
-        # The batch goes in as one JSON text that SQLite unpacks itself: binding rows
-        # one by one would cost more than the insert, and hold the GIL meanwhile.
-        batch = _json_rows(unique)
         with self._transaction():
+            keys, added = self._usage_endpoint_keys(env, {event[1] for event in unique})
+            # The batch goes in as one JSON text that SQLite unpacks itself: binding rows
+            # one by one would cost more than the insert, and hold the GIL meanwhile.
+            batch = _json_rows([(e[0], keys[e[1]], e[2], e[3], e[4]) for e in unique])
             # Unpacked once (the unpacking costs as much as the lookup of stored ids) into
             # the in-memory usage_batch, keyed by id: both statements below read it in id
             # order, so each page of the id index is visited once per batch. SQLite sorts
             # (ORDER BY: the key then fills in order, faster than at random) with the GIL
             # released, where a sort in Python would hold it against the parsing thread.
             self._execute(
-                "INSERT INTO temp.usage_batch (id, endpoint, ts, input_tokens, output_tokens)"
-                " SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-                " json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?) ORDER BY id",
+                "INSERT INTO temp.usage_batch (id, endpoint_key, ts, input_tokens, output_tokens)"
+                " SELECT value->>0 AS id, value->>1, value->>2, value->>3, value->>4 FROM json_each(?) ORDER BY id",
                 (batch,),
             )
             # Only ids already stored come back: about as many rows as duplicates, which
             # on a re-import is every event, so they are classified as they come, not held.
             existing = self._execute(
-                "SELECT s.id, s.endpoint, s.ts, s.input_tokens, s.output_tokens,"
-                " e.endpoint, e.ts, e.input_tokens, e.output_tokens"
+                "SELECT s.id, s.endpoint_key, s.ts, s.input_tokens, s.output_tokens,"
+                " e.endpoint_key, e.ts, e.input_tokens, e.output_tokens"
                 " FROM temp.usage_batch AS s CROSS JOIN usage_events AS e WHERE e.env = ? AND e.id = s.id"
                 " ORDER BY s.id",
                 (env,),
             )
+            names: dict[int, str] | None = None
             for row in existing:
-                incoming = UsageEvent(*row[:5])
                 if tuple(row[1:5]) == tuple(row[5:9]):
                     duplicate += 1
-                else:
-                    conflicts.append(conflict_record(incoming, row[5:9], at))
+                    continue
+                if names is None:
+                    names = self._usage_endpoint_names(env)
+                incoming = UsageEvent(row[0], names[row[1]], *row[2:5])
+                conflicts.append(conflict_record(incoming, (names[row[5]], *row[6:9]), at))
             accepted = self._execute(
-                "INSERT OR IGNORE INTO usage_events (env, id, endpoint, ts, input_tokens, output_tokens)"
-                " SELECT ?, id, endpoint, ts, input_tokens, output_tokens FROM temp.usage_batch ORDER BY id",
+                "INSERT OR IGNORE INTO usage_events (env, id, endpoint_key, ts, input_tokens, output_tokens)"
+                " SELECT ?, id, endpoint_key, ts, input_tokens, output_tokens FROM temp.usage_batch ORDER BY id",
                 (env,),
             ).rowcount
             # Empty again at commit, as a rollback leaves it too.
             self._execute("DELETE FROM temp.usage_batch")
             self._insert_quarantine(env, [*quarantine, *conflicts])
+        # Only now: a rolled-back transaction's new keys were never given.
+        if added:
+            self._usage_keys[env].update(added)
         return UsageBatchResult(accepted, duplicate, len(conflicts))
+
+    def _usage_endpoint_keys(self, env: str, names: set[str]) -> tuple[dict[str, int], dict[str, int]]:
+        """The key of each of `names` (inside the caller's write transaction), and those given now."""
+        known = self._usage_keys.get(env)
+        if known is None:
+            known = self._usage_keys[env] = {
+                row[0]: row[1] for row in self._execute(
+                    "SELECT endpoint, key FROM usage_endpoints WHERE env = ?", (env,))}
+        missing = names - known.keys()
+        if not missing:
+            return known, {}
+        added: dict[str, int] = {}
+        for name in sorted(missing):
+            # Another process may have given it a key since this one last looked.
+            self._execute("INSERT OR IGNORE INTO usage_endpoints (env, endpoint) VALUES (?, ?)", (env, name))
+            added[name] = self._execute(
+                "SELECT key FROM usage_endpoints WHERE env = ? AND endpoint = ?", (env, name)).fetchone()[0]
+        return {**known, **added}, added
+
+    def _usage_endpoint_names(self, env: str) -> dict[int, str]:
+        """key -> name of every endpoint of `env` given a key, read in the caller's transaction."""
+        return {row[0]: row[1] for row in self._execute(
+            "SELECT key, endpoint FROM usage_endpoints WHERE env = ?", (env,))}
 
     def _insert_quarantine(self, env: str, records: Sequence[QuarantinedEvent]) -> None:
         if not records:
@@ -529,7 +598,8 @@ class SqliteRegistry(Registry):
                 # One range scan of the covering index per window: the sum is done in SQL.
                 rows = self._execute(
                     "SELECT w.n, (SELECT COALESCE(SUM(e.input_tokens + e.output_tokens), 0)"
-                    "  FROM usage_events AS e WHERE e.env = ? AND e.endpoint = w.endpoint"
+                    "  FROM usage_endpoints AS k CROSS JOIN usage_events AS e"
+                    "  WHERE k.env = ? AND k.endpoint = w.endpoint AND e.endpoint_key = k.key"
                     "  AND e.ts >= w.start AND e.ts < w.stop)"
                     " FROM temp.usage_windows AS w ORDER BY w.n",
                     (env,),
