@@ -193,3 +193,41 @@ def test_unknown_plan_name_is_refused_with_the_known_ones(tmp_path: Path, monkey
     with pytest.raises(InputError) as raised:
         validate_plan_name("gold")
     assert str(raised.value) == "unknown plan 'gold' (plans: basic, capped, pro, tiny)"
+
+
+def test_unstorable_and_deeply_nested_lines_are_quarantined_and_the_rest_imported(cli, tmp_path: Path) -> None:
+    path = tmp_path / "usage.jsonl"
+    path.write_text("\n".join([
+        event("e1", "chat", "2025-03-12T10:00:00Z", 5),
+        '{"id": "\\ud800", "endpoint": "chat", "timestamp": "2025-03-12T10:00:00Z", "input_tokens": 1, '
+        '"output_tokens": 0}',
+        '{"id": "e3", "endpoint": "ch\\udfffat", "timestamp": "2025-03-12T10:00:00Z", "input_tokens": 1, '
+        '"output_tokens": 0}',
+        '{"id": "\\udc00", "endpoint": "chat"}',
+        "[" * 100_000 + "]" * 100_000,
+        event("e2", "chat", "2025-03-12T11:00:00Z", 7),
+    ]) + "\n")
+
+    result = cli("usage", "import", str(path), "--format", "json")
+
+    assert result.exit_code == 0
+    assert json.loads(result.output) == {"accepted": 2, "duplicate": 0, "quarantined": 4,
+                                         "reasons": {"malformed": 3, "missing_field": 1}}
+    quarantined = json.loads(cli("usage", "quarantine", "--format", "json").output)
+    assert sorted(q["detail"].split(": ", 1)[1] for q in quarantined) == sorted([
+        "id holds a lone surrogate, which cannot be stored",
+        "endpoint holds a lone surrogate, which cannot be stored",
+        "missing field(s): timestamp, input_tokens, output_tokens",
+        "JSON nested too deeply",
+    ])
+    assert all(q["event_id"] in (None, "e3") for q in quarantined)
+
+
+def test_usage_import_from_stdin_survives_bytes_that_are_not_utf8(cli, tmp_path: Path) -> None:
+    data = (event("e1", "chat", "2025-03-12T10:00:00Z", 5) + "\n").encode() + b'{"id": "\xff\xfe"}\n'
+
+    result = cli("usage", "import", "-", "--format", "json", input=data)
+
+    assert result.exit_code == 0
+    assert json.loads(result.output) == {"accepted": 1, "duplicate": 0, "quarantined": 1,
+                                         "reasons": {"missing_field": 1}}

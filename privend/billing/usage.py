@@ -6,7 +6,8 @@ in flight and leaves no part of it; importing the file again finishes the job,
 since accepted ids are ignored the second time.
 
 Checks, in order (the first that fails is the reason):
-malformed (not a JSON object, a bad id/endpoint type, a timestamp that is not
+malformed (not a JSON object or nested too deeply, a bad id/endpoint type or one holding
+a lone surrogate (no UTF-8 can store it), a timestamp that is not
 ISO 8601 with an offset), missing_field, invalid_count (negative or non-integer),
 too_many_tokens (over 1,000,000,000 in one event), unknown_endpoint,
 future_timestamp (more than 5 minutes after the import), outside_subscription.
@@ -96,8 +97,12 @@ def check_event(data: Any, index: SubscriptionIndex, now_us: int) -> UsageEvent:
                        _text(data.get("id")), _text(data.get("endpoint"))) from None
     if type(event_id) is not str or not event_id or len(event_id) > MAX_ID_LENGTH:
         raise Rejected("malformed", f"id must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    if not (event_id.isascii() or _is_unicode(event_id)):
+        raise Rejected("malformed", "id holds a lone surrogate, which cannot be stored")
     if type(endpoint) is not str or not endpoint:
         raise Rejected("malformed", "endpoint must be a non-empty string", event_id)
+    if not (endpoint.isascii() or _is_unicode(endpoint)):
+        raise Rejected("malformed", "endpoint holds a lone surrogate, which cannot be stored", event_id)
     # type() rather than isinstance(): true and 5.0 are not token counts.
     if type(input_tokens) is not int or type(output_tokens) is not int:
         raise Rejected("invalid_count", "input_tokens and output_tokens must be integers", event_id, endpoint)
@@ -146,11 +151,22 @@ def read_event(line: str, index: SubscriptionIndex, now_us: int) -> UsageEvent |
         if not line or line.isspace():
             return None
         raise Rejected("malformed", "not valid JSON") from None
+    except RecursionError:
+        raise Rejected("malformed", "JSON nested too deeply") from None
     return check_event(data, index, now_us)
 
 
+def _is_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate (json reads "\\ud800" as one): no UTF-8 can store it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and _is_unicode(value) else None
 
 
 class UsageWriter:

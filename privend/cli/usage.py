@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from datetime import UTC, datetime
 
@@ -46,7 +47,11 @@ def import_(source, env, fmt) -> None:
     from privend.registry import open_registry
 
     if source == "-":
-        stream, name = sys.stdin, "stdin"
+        # Read as a file is: UTF-8, a byte that is not becomes U+FFFD (and the line malformed
+        # or kept as it reads), never an error that stops the import halfway.
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace") \
+            if hasattr(sys.stdin, "buffer") else sys.stdin
+        name = "stdin"
     else:
         try:
             stream = open(source, encoding="utf-8", errors="replace")
@@ -64,8 +69,10 @@ def import_(source, env, fmt) -> None:
                 on_batch=lambda s: progress.update(task, completed=s.accepted + s.duplicate + s.quarantined),
             )
     finally:
-        if stream is not sys.stdin:
+        if source != "-":
             stream.close()
+        elif stream is not sys.stdin:
+            stream.detach()  # stdin itself stays open
     _print_summary(summary, fmt, f"imported {name}")
 
 
