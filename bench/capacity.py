@@ -11,8 +11,10 @@ a gap of at most 2 %.
 
 Then the monthly cost at minimum scale, pooled against the dedicated-instance
 baseline (target: pooled at least 35 % cheaper), with the price per GPU-hour of
-each replica shape explaining the figure, and the same fleet on pools that
-also offer the single-GPU types.
+each replica shape explaining the figure, the pooled figure against two other
+readings of the baseline (at least one instance per endpoint; one always-on
+instance per endpoint holding its minimum replicas), and the same fleet on
+pools that also offer the single-GPU types.
 
     python bench/capacity.py [--seed N] [--repeat N] [--sizes 50 500 5000]
 """
@@ -143,6 +145,37 @@ def print_costs(plan: CapacityPlan, label: str) -> float:
     return saving
 
 
+def print_other_baselines(plan: CapacityPlan) -> None:
+    """The same pooled figure against two other readings of "one dedicated instance".
+
+    Printed so the choice of baseline can be made on numbers; neither replaces the one above.
+    (a) per replica, but a dedicated instance never scales to zero: at least one per endpoint;
+    (b) one always-on instance per endpoint, the cheapest that holds all its minimum replicas
+        (at least one), several of the largest type where none does.
+    """
+    catalog = gpu_catalog()
+    estimate = estimate_costs(plan)
+    per_replica = one_instance = Decimal(0)
+    for cost in estimate.endpoints:
+        demand = plan.demand(cost.endpoint)
+        model = catalog.get(cost.baseline_instance_type).gpu_model
+        same_gpu = [t for t in catalog.instances.values() if t.gpu_model == model]
+        hourly = catalog.get(cost.baseline_instance_type).on_demand_hourly
+        per_replica += hourly * max(1, demand.min_replicas) * HOURS_PER_MONTH + cost.network_monthly
+        needed = demand.gpus_per_replica * max(1, demand.min_replicas)
+        fitting = [t for t in same_gpu if t.gpus >= needed]
+        if fitting:
+            instance, count = min(fitting, key=lambda t: (t.on_demand_hourly, t.name)), 1
+        else:
+            instance = max(same_gpu, key=lambda t: (t.gpus, -t.on_demand_hourly))
+            count = -(-needed // instance.gpus)
+        one_instance += instance.on_demand_hourly * count * HOURS_PER_MONTH + cost.network_monthly
+    pooled = estimate.pooled_monthly
+    for label, baseline in (("(a) per replica, at least one per endpoint", per_replica),
+                            ("(b) one always-on instance per endpoint", one_instance)):
+        print(f"    other baseline {label}: ${baseline:,.2f}; pooled {1 - pooled / baseline:.1%} cheaper")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=2026)
@@ -167,6 +200,7 @@ def main() -> None:
     print("\nmonthly cost at minimum scale, default mix")
     for size, plan in plans.items():
         print_costs(plan, f"{size:,} endpoints, pools as above")
+        print_other_baselines(plan)
     largest = max(plans)
     single = plan_capacity(plans[largest].demands, POOLS_WITH_SINGLE_GPU)
     print_costs(single, f"{largest:,} endpoints, pools that also offer g6.xlarge / g6e.xlarge")
