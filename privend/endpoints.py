@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from privend.config import EnvironmentConfig
 from privend.deploy import Deployer, DeployOutcome, DeployUnavailable
@@ -20,6 +20,9 @@ from privend.billing.suspension import deploy_spec, is_suspended, needs_deploy, 
 from privend.plan import check_endpoint_policy
 from privend.registry import Endpoint, Registry, SubscriptionSegment, Tenant, spec_hash
 from privend.spec import EndpointRequest, EndpointSpec, TenantSpec, build_spec
+
+if TYPE_CHECKING:
+    from privend.fleet import Admission
 
 STALE_DEPLOY = timedelta(hours=1)  # a "deploying" mark older than this is from a crashed run
 
@@ -74,21 +77,37 @@ def request_from(endpoint: Endpoint, **changes) -> EndpointRequest:
 
 
 def new_endpoint(registry: Registry, cfg: EnvironmentConfig, request: EndpointRequest,
-                 start: datetime | None = None) -> Endpoint:
-    """Validate, size and record a new endpoint (status pending). Nothing is stored on any error."""
-    tenant = registry.get_tenant(cfg.environment, request.tenant)
-    spec = build_spec(request, tenant_spec(tenant), cfg)
+                 start: datetime | None = None, *, admission: Admission | None = None) -> Endpoint:
+    """Validate, size and record a new endpoint (status pending). Nothing is stored on any error.
+
+    `admission`, from `fleet.admit_endpoint(registry, cfg, request)`, makes the
+    registry check the pool again atomically with the write: a concurrent
+    creator that took the room first makes this one fail with the numbers.
+    """
+    if admission is not None:
+        spec = admission.spec
+    else:
+        tenant = registry.get_tenant(cfg.environment, request.tenant)
+        spec = build_spec(request, tenant_spec(tenant), cfg)
     check_endpoint_policy(spec, cfg)
     data = spec.model_dump(mode="json")
     stamp = now()
     endpoint = Endpoint(env=cfg.environment, name=spec.name, tenant=spec.tenant, spec=data, spec_hash=spec_hash(data),
                         created_at=stamp, updated_at=stamp)
-    return registry.create_endpoint(endpoint, [SubscriptionSegment(plan=spec.plan, start=start or stamp)])
+    return registry.create_endpoint(endpoint, [SubscriptionSegment(plan=spec.plan, start=start or stamp)],
+                                    admit=admission.guard(cfg) if admission is not None else None)
 
 
 def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effective: datetime | None = None,
                     **changes) -> Endpoint:
-    """Apply changes to an endpoint's spec (and its plan, from `effective`)."""
+    """Apply changes to an endpoint's spec (and its plan, from `effective`).
+
+    A change that may ask more of a GPU pool (`fleet.increases_demand`) is refused
+    with the numbers when the pool cannot hold it at maximum scale, checked before
+    anything is recorded and again atomically with the write.
+    """
+    from privend.fleet import admit_change
+
     if changes.get("plan") is not None:
         validate_plan_name(changes["plan"])
     current = registry.get_endpoint(cfg.environment, name)
@@ -97,7 +116,9 @@ def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effec
     tenant = registry.get_tenant(cfg.environment, current.tenant)
     spec = build_spec(request_from(current, **changes), tenant_spec(tenant), cfg)
     data = spec.model_dump(mode="json")
+    admission = None
     if data != current.spec:
+        admission = admit_change(registry, cfg, spec_of(current), spec)
         check_endpoint_policy(spec, cfg)
     subscription = None
     if spec.plan != spec_of(current).plan:
@@ -105,7 +126,8 @@ def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effec
     if data == current.spec and subscription is None:
         return current  # nothing changed: no write, no version bump
     return registry.update_endpoint(cfg.environment, name, expected_version=current.version, spec=data,
-                                    spec_hash=spec_hash(data), subscription=subscription)
+                                    spec_hash=spec_hash(data), subscription=subscription,
+                                    admit=admission.guard(cfg) if admission is not None else None)
 
 
 def switch_plan(segments: Sequence[SubscriptionSegment], plan: str, at: datetime) -> list[SubscriptionSegment]:

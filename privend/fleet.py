@@ -28,11 +28,21 @@ Pool bounds (`capacity apply`)
   parse to the old document with exactly those values changed, and to load
   through the same models as `load_environment`, before it replaces the file.
 
-Fitting a pool (`endpoint create`)
+Fitting a pool (`endpoint create`, `update`, `scale`)
 The planner minimises price, so with a mixed pool its cheapest placement may
 use more, smaller nodes than maxSize allows while a placement on the pool's
 largest type fits. A pool holds its endpoints if either does; an endpoint is
 refused only when even the largest type needs more nodes than maxSize.
+- A create is always checked. A change is checked only when it may ask more of
+  a pool: another pool or tier, more GPUs per replica, or a higher replicas MAX.
+  Any other change (MIN, token limits, image, plan, a model that needs no more
+  GPUs; or fewer GPUs or a lower MAX) is never refused for capacity, even in a
+  pool that is already over its maxSize.
+- The check runs twice: once before anything is recorded (for the early
+  refusal, the cost estimate and the quota step), and again atomically with
+  the registry write (`admit=`; see `privend.registry.base.Registry`), so two
+  creators that only one of them fits cannot both get in. The second run
+  re-plans only if the endpoints' demands changed since the first.
 
 Quotas
 - `quota check` asks whether the account can run every pool at its configured
@@ -50,7 +60,7 @@ import difflib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,13 +109,19 @@ def demands_for(env: str, registry, cfg: EnvironmentConfig, extra: EndpointSpec 
     `statuses` keeps only endpoints in those states. `extra`, an endpoint not yet
     recorded, replaces a registered endpoint of the same name.
     """
-    from privend.endpoints import spec_of
-
     if cfg.environment != env:
         raise InputError(f"config of env {cfg.environment} given for env {env}")
+    return demands_of(registry.list_endpoints(env), extra, statuses=statuses)
+
+
+def demands_of(endpoints: Iterable, extra: EndpointSpec | None = None,
+               *, statuses: Iterable[str] | None = None) -> list[Demand]:
+    """`demands_for` on registry records already read (e.g. inside a registry write)."""
+    from privend.endpoints import spec_of
+
     wanted = set(statuses) if statuses is not None else None
     demands = []
-    for endpoint in registry.list_endpoints(env):
+    for endpoint in endpoints:
         if endpoint.status == "deleting" or (wanted is not None and endpoint.status not in wanted):
             continue
         if extra is not None and endpoint.name == extra.name:
@@ -191,16 +207,39 @@ def pool_fits(plan: CapacityPlan) -> dict[str, PoolCapacityFit]:
 
 @dataclass(frozen=True)
 class Admission:
-    """A new endpoint that fits its pool: the plan with it, and its cost estimate."""
+    """An endpoint, new or changed, that fits its pool: the plan with it (and, for a new one, its cost estimate).
+
+    `current` is the endpoint's recorded spec when this admits a change, None for a create.
+    """
 
     spec: EndpointSpec
     plan: CapacityPlan
     fit: PoolCapacityFit
-    estimate: CostEstimate
+    estimate: CostEstimate | None = None
+    current: EndpointSpec | None = None
 
     @property
     def cost(self) -> EndpointCost:
         return self.estimate.endpoint(self.spec.name)
+
+    def guard(self, cfg: EnvironmentConfig) -> Callable[[list], None]:
+        """The same check, for the registry to run atomically with the write (`admit=`).
+
+        It is handed the env's endpoints as stored at that moment. If their demands
+        are the ones this admission planned, the answer is known; otherwise the pool
+        is planned again and a refusal is raised with the numbers, nothing written.
+        """
+        spec, current, checked = self.spec, self.current, self.plan.demands
+
+        def admit(endpoints: list) -> None:
+            if current is None and any(e.name == spec.name for e in endpoints):
+                return  # created meanwhile: the registry refuses the duplicate with its own message
+            demands = tuple(sorted(demands_of(endpoints, spec), key=lambda d: d.endpoint))
+            if demands == checked:
+                return
+            require_fit(cfg, plan_capacity(demands, pools_for(cfg)), spec, current)
+
+        return admit
 
 
 def admit_endpoint(registry, cfg: EnvironmentConfig, request) -> Admission | None:
@@ -209,6 +248,7 @@ def admit_endpoint(registry, cfg: EnvironmentConfig, request) -> Admission | Non
     Raises InputError, with the numbers, when even the pool's largest type needs
     more nodes than the pool's maxSize. Returns None when an endpoint of that
     name exists already: recording it is refused anyway, with the registry's message.
+    Pass the admission to `endpoints.new_endpoint`, which checks again as it writes.
     """
     from privend.endpoints import tenant_spec
     from privend.spec import build_spec
@@ -219,25 +259,68 @@ def admit_endpoint(registry, cfg: EnvironmentConfig, request) -> Admission | Non
     if any(e.name == spec.name for e in registry.list_endpoints(env)):
         return None
     plan = capacity_for(env, registry, cfg, spec)
-    fit = pool_fit(plan, spec.pool, endpoint=spec.name)
-    if not fit.fits:
-        raise InputError(_refusal(cfg, plan, spec, fit))
+    fit = require_fit(cfg, plan, spec)
     return Admission(spec=spec, plan=plan, fit=fit, estimate=estimate_for(plan, cfg))
 
 
-def _refusal(cfg: EnvironmentConfig, plan: CapacityPlan, spec: EndpointSpec, fit: PoolCapacityFit) -> str:
+def increases_demand(current: EndpointSpec, spec: EndpointSpec) -> bool:
+    """Whether changing `current` into `spec` may ask more of a pool at maximum scale.
+
+    Another pool or tier, more GPUs per replica or a higher replicas MAX may;
+    anything else asks the same or less of the same pool.
+    """
+    return (
+        spec.pool != current.pool
+        or spec.tier != current.tier
+        or spec.gpus_per_replica > current.gpus_per_replica
+        or spec.max_replicas > current.max_replicas
+    )
+
+
+def admit_change(registry, cfg: EnvironmentConfig, current: EndpointSpec, spec: EndpointSpec) -> Admission | None:
+    """Check that a recorded endpoint changed from `current` to `spec` still fits its pool, before it is recorded.
+
+    None when the change does not increase demand (`increases_demand`): such a
+    change is never refused for capacity. Otherwise raises InputError with the
+    numbers when the pool cannot hold the fleet with the change at maximum scale.
+    """
+    if not increases_demand(current, spec):
+        return None
+    plan = capacity_for(cfg.environment, registry, cfg, spec)
+    fit = require_fit(cfg, plan, spec, current)
+    return Admission(spec=spec, plan=plan, fit=fit, current=current)
+
+
+def require_fit(cfg: EnvironmentConfig, plan: CapacityPlan, spec: EndpointSpec,
+                current: EndpointSpec | None = None) -> PoolCapacityFit:
+    """The fit of `spec`'s pool in `plan`; InputError with the numbers when it does not fit."""
+    fit = pool_fit(plan, spec.pool, endpoint=spec.name)
+    if not fit.fits:
+        raise InputError(_refusal(cfg, plan, spec, fit, current))
+    return fit
+
+
+def _refusal(cfg: EnvironmentConfig, plan: CapacityPlan, spec: EndpointSpec, fit: PoolCapacityFit,
+             current: EndpointSpec | None = None) -> str:
     catalog = gpu_catalog()
     pool = spec.pool
     others = [d for d in plan.demands if d.pool == pool and d.endpoint != spec.name]
     largest = catalog.get(fit.largest_type)
     single = PoolSpec(pool, (largest.name,), plan.pools[pool].pool.capacity_type, 0, fit.max_size)
-    before = plan_capacity(others, {pool: single}).pools[pool].max.node_count if others else 0
+    if current is not None and current.pool == pool:
+        # A change within the pool: compare with the pool as it is, the endpoint at its current spec.
+        now = [*others, demand_of(current)]
+        subject, before = f"does not fit pool {pool!r} with this change", "with its current spec"
+    else:
+        now = others
+        subject, before = f"does not fit pool {pool!r}", "without it"
+    nodes_before = plan_capacity(now, {pool: single}).pools[pool].max.node_count if now else 0
     gpus = sum(d.gpus_per_replica * d.max_replicas for d in plan.demands if d.pool == pool)
     return (
-        f"endpoint {spec.name!r} does not fit pool {pool!r}: at max scale ({spec.gpus_per_replica} GPU(s) x "
+        f"endpoint {spec.name!r} {subject}: at max scale ({spec.gpus_per_replica} GPU(s) x "
         f"{spec.max_replicas} replicas for {spec.name!r}, {gpus} GPUs in the pool in all) the pool would need "
-        f"{fit.fewest_nodes} nodes even of its largest type {largest.name} ({largest.gpus} GPUs each), {before} "
-        f"without it; pool {pool!r} allows at most {fit.max_size} (maxSize in "
+        f"{fit.fewest_nodes} nodes even of its largest type {largest.name} ({largest.gpus} GPUs each), "
+        f"{nodes_before} {before}; pool {pool!r} allows at most {fit.max_size} (maxSize in "
         f"{_display(stack_file(cfg.environment))}): lower the replicas MAX, use another pool, or raise maxSize"
     )
 

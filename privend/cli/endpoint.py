@@ -118,7 +118,9 @@ def create(name, tenant, start, strict_quota, no_deploy, env, **options) -> None
         # Capacity and quota come first: a refusal must leave nothing recorded.
         admission = admit_endpoint(registry, cfg, request)
         notice = endpoint_quota_notice(admission, cfg, strict=strict_quota) if admission else None
-        created = new_endpoint(registry, cfg, request, start_at)
+        # Recorded only if the pool still holds it: checked again atomically with the write,
+        # so of two concurrent creators that only one fits, one is refused with the numbers.
+        created = new_endpoint(registry, cfg, request, start_at, admission=admission)
         spec = created.spec
         click.echo(
             f"created endpoint '{name}' for tenant '{tenant}' in env {env}: {spec['model']} on pool {spec['pool']}, "
@@ -138,7 +140,12 @@ def create(name, tenant, start, strict_quota, no_deploy, env, **options) -> None
 @_spec_options
 @env_option
 def update(name, effective, no_deploy, env, **options) -> None:
-    """Change an endpoint's spec or plan."""
+    """Change an endpoint's spec or plan.
+
+    Refused (exit 2, nothing recorded) when the change asks more of the GPU pool
+    (another pool, more GPUs per replica, a higher replicas MAX) and the pool
+    cannot hold it at maximum scale within maxSize.
+    """
     from privend.config import load_environment
     from privend.endpoints import change_endpoint
     from privend.registry import open_registry
@@ -166,7 +173,11 @@ def update(name, effective, no_deploy, env, **options) -> None:
 @click.option("--no-deploy", is_flag=True)
 @env_option
 def scale(name, replicas, no_deploy, env) -> None:
-    """Change an endpoint's replica bounds."""
+    """Change an endpoint's replica bounds.
+
+    Refused (exit 2, nothing recorded) when a higher MAX does not fit the
+    pool's maxSize at maximum scale; a lower or equal MAX is never refused.
+    """
     from privend.config import load_environment
     from privend.endpoints import change_endpoint
     from privend.registry import open_registry

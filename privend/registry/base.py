@@ -7,7 +7,7 @@ the records of several environments without them seeing each other.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -34,6 +34,12 @@ from privend.registry.models import (
 )
 
 
+# An admission check that a create or update runs atomically with its write: called
+# with every endpoint of the env as stored when the write applies; raising refuses
+# the write (nothing is stored) and the exception reaches the caller.
+Admit = Callable[[list[Endpoint]], None]
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -44,6 +50,16 @@ class Registry(abc.ABC):
     Errors: `errors.NotFound` (an InputError) for a missing record, `InputError`
     for a duplicate or a refused delete, `errors.ConflictError` when
     `expected_version` no longer matches. Each carries a one-line message.
+
+    Admission (`admit=` on `create_endpoint` and `update_endpoint`): the check
+    sees the endpoints of the env exactly as they stand when the write applies,
+    so two writers can never both pass a check that only one of them fits, e.g.
+    a GPU pool's maxSize. SQLite runs it inside the write transaction, which
+    holds the database's write lock; DynamoDB reads the env's capacity version
+    before the endpoints and makes the write conditional on it, and every write
+    that creates an endpoint or changes a spec bumps that version, so a check
+    made on a stale view fails its condition and runs again on a fresh one.
+    `admit` may therefore be called more than once; it must not write.
     """
 
     # -- tenants --
@@ -67,12 +83,17 @@ class Registry(abc.ABC):
 
     @abc.abstractmethod
     def create_endpoint(
-        self, endpoint: Endpoint, subscription: Sequence[SubscriptionSegment]
+        self,
+        endpoint: Endpoint,
+        subscription: Sequence[SubscriptionSegment],
+        *,
+        admit: Admit | None = None,
     ) -> Endpoint:
         """Store `endpoint` with its subscription history, all or nothing.
 
         Refused if the endpoint exists or its tenant does not; of two concurrent
-        creators of one name exactly one succeeds.
+        creators of one name exactly one succeeds. `admit`, if given, runs
+        atomically with the write (see the class docstring), after those checks.
         """
 
     @abc.abstractmethod
@@ -99,12 +120,15 @@ class Registry(abc.ABC):
         status_message: str | None = None,
         deployed_hash: str | None = None,
         subscription: Sequence[SubscriptionSegment] | None = None,
+        admit: Admit | None = None,
     ) -> Endpoint:
         """Change the given fields if the endpoint is still at `expected_version`.
 
         None leaves a field as it is. `spec` and `spec_hash` change together.
         `subscription` replaces the whole history. Returns the endpoint with
-        its version bumped by one and `updated_at` set to now.
+        its version bumped by one and `updated_at` set to now. `admit`, if
+        given, runs atomically with the write (see the class docstring); it
+        sees this endpoint as stored, before the change.
         """
 
     @abc.abstractmethod

@@ -5,6 +5,7 @@ Single-table design. Every item of an environment shares the partition key
 
     pk=ENV#dev  sk=TENANT#acme      a tenant, with `endpoint_count`
     pk=ENV#dev  sk=ENDPOINT#chat    an endpoint, its spec and its subscription history
+    pk=ENV#dev  sk=CAPACITY         the env's capacity version (see admission below)
     sk=USAGE#<event id>                      a usage event (the id is the key: idempotent)
     sk=QUARANTINE#<sha256>                   quarantined input
     sk=RETIRED#<endpoint>#<time>             a deleted endpoint's subscription history
@@ -22,7 +23,16 @@ Atomicity comes from DynamoDB's conditions, never from read-then-write in here:
   `delete_tenant` could count no endpoints, then delete the tenant after the
   check passed. Writing the count makes the two transactions conflict instead;
 - `delete_tenant` is a delete conditional on `endpoint_count = 0`;
-- updates and deletes of an endpoint are conditional on its `version`.
+- updates and deletes of an endpoint are conditional on its `version`;
+- admission (`admit=`, e.g. a GPU pool's maxSize) cannot be a condition, since
+  it depends on every endpoint of the env. So every create and every spec
+  change bumps the CAPACITY item's `version` in its transaction; an admitted
+  write reads that version, then the endpoints, runs the check, and makes its
+  transaction conditional on the version it read. A writer that changed the
+  fleet meanwhile makes the condition fail, and the check runs again on what
+  is stored now: of two creators that only one fits, one wins and the other is
+  refused by its check. Writes that only lower demand (status changes,
+  deletes) leave the version alone: a check that counted them errs on the safe side.
 The subscription history is an attribute of the endpoint item, so no failure
 can write one without the other.
 
@@ -51,7 +61,7 @@ from pydantic import JsonValue
 
 from privend.errors import PrivendError
 from privend.registry import errors
-from privend.registry.base import Registry, updated_endpoint, utc_now
+from privend.registry.base import Admit, Registry, updated_endpoint, utc_now
 from privend.registry.billing import (
     Alert,
     BillingPeriod,
@@ -82,6 +92,7 @@ _PERIOD = "PERIOD#"
 _INVOICE = "INVOICE#"
 _ALERT = "ALERT#"
 _RECONCILE = "RECONCILE#"
+_CAPACITY = "CAPACITY"
 
 # DynamoDB items hold at most 400 KB; documents are split into parts below that.
 _PART_CHARS = 300_000
@@ -91,6 +102,10 @@ _TRANSACTION_ITEMS = 100
 # moment, not that a condition failed; trying again soon gives the real outcome.
 _TRANSACTION_ATTEMPTS = 3
 _TRANSACTION_BACKOFF_SECONDS = 0.05
+
+# An admitted write whose capacity version moved runs its check again; each retry
+# means another writer's create or spec change went through.
+_ADMISSION_ATTEMPTS = 5
 
 
 def table_schema() -> dict[str, Any]:
@@ -205,6 +220,40 @@ class DynamoRegistry(Registry):
             }
         }
 
+    def _capacity_update(self, env: str, admit: Admit | None) -> dict[str, Any]:
+        """The transaction item that bumps `env`'s capacity version, after running `admit`.
+
+        Without `admit` the bump is unconditional: the write changes the fleet, so
+        admitted writers that read the old version must look again. With it, the
+        version is read first, then the endpoints that `admit` checks, and the bump
+        is conditional on the version read: if it fails, what was checked is stale.
+        """
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._key(env, _CAPACITY, ""),
+            "ExpressionAttributeNames": {"#version": "version"},
+        }
+        if admit is None:
+            update["UpdateExpression"] = "ADD #version :one"
+            update["ExpressionAttributeValues"] = {":one": {"N": "1"}}
+            return {"Update": update}
+        item = self._get(env, _CAPACITY, "")
+        seen = int(item["version"]["N"]) if item is not None else 0
+        admit(self.list_endpoints(env))
+        update["UpdateExpression"] = "SET #version = :next"
+        values = {":next": {"N": str(seen + 1)}}
+        if item is None:
+            update["ConditionExpression"] = "attribute_not_exists(#version)"
+        else:
+            update["ConditionExpression"] = "#version = :seen"
+            values[":seen"] = {"N": str(seen)}
+        update["ExpressionAttributeValues"] = values
+        return {"Update": update}
+
+    def _admission_pause(self, attempt: int) -> None:
+        if attempt < _ADMISSION_ATTEMPTS - 1:
+            time.sleep(_TRANSACTION_BACKOFF_SECONDS * 2**attempt)
+
     # -- tenants --
 
     def create_tenant(self, tenant: Tenant) -> Tenant:
@@ -271,7 +320,11 @@ class DynamoRegistry(Registry):
     # -- endpoints --
 
     def create_endpoint(
-        self, endpoint: Endpoint, subscription: Sequence[SubscriptionSegment]
+        self,
+        endpoint: Endpoint,
+        subscription: Sequence[SubscriptionSegment],
+        *,
+        admit: Admit | None = None,
     ) -> Endpoint:
         history = check_subscription(subscription)
         env, name = endpoint.env, endpoint.name
@@ -282,17 +335,23 @@ class DynamoRegistry(Registry):
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
-        try:
-            self._transact([put, self._tenant_count_update(env, endpoint.tenant, +1)])
-        except _Cancelled as cancelled:
-            if cancelled.condition_failed(0):
-                raise errors.endpoint_exists(env, name) from None
-            if cancelled.condition_failed(1):
-                raise errors.tenant_not_found(env, endpoint.tenant) from None
-            if cancelled.conflict:
-                raise errors.endpoint_busy(env, name) from None
-            raise cancelled.error from None
-        return endpoint
+        for attempt in range(_ADMISSION_ATTEMPTS):
+            capacity = self._capacity_update(env, admit)
+            try:
+                self._transact([put, self._tenant_count_update(env, endpoint.tenant, +1), capacity])
+            except _Cancelled as cancelled:
+                if cancelled.condition_failed(0):
+                    raise errors.endpoint_exists(env, name) from None
+                if cancelled.condition_failed(1):
+                    raise errors.tenant_not_found(env, endpoint.tenant) from None
+                if cancelled.condition_failed(2):
+                    self._admission_pause(attempt)
+                    continue  # the fleet changed after `admit` read it: check again
+                if cancelled.conflict:
+                    raise errors.endpoint_busy(env, name) from None
+                raise cancelled.error from None
+            return endpoint
+        raise errors.admission_busy(env, name)
 
     def get_endpoint(self, env: str, name: str) -> Endpoint:
         return _endpoint_from_item(self._existing_endpoint_item(env, name))
@@ -325,6 +384,7 @@ class DynamoRegistry(Registry):
         status_message: str | None = None,
         deployed_hash: str | None = None,
         subscription: Sequence[SubscriptionSegment] | None = None,
+        admit: Admit | None = None,
     ) -> Endpoint:
         current_item = self._existing_endpoint_item(env, name)
         new, history = updated_endpoint(
@@ -342,19 +402,37 @@ class DynamoRegistry(Registry):
             history if history is not None else _subscription_from_item(current_item),
             self._key(env, _ENDPOINT, name),
         )
-        try:
-            self._client.put_item(
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression="#version = :expected",
-                ExpressionAttributeNames={"#version": "version"},
-                ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            raise self._lost_race(env, name, expected_version) from None
-        return new
+        put = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ConditionExpression": "#version = :expected",
+            "ExpressionAttributeNames": {"#version": "version"},
+            "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
+        }
+        if spec is None and admit is None:
+            # Status, deploy and subscription changes leave the fleet's demand alone: one put.
+            try:
+                self._client.put_item(**put)
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+                raise self._lost_race(env, name, expected_version) from None
+            return new
+        for attempt in range(_ADMISSION_ATTEMPTS):
+            capacity = self._capacity_update(env, admit)
+            try:
+                self._transact([{"Put": put}, capacity])
+            except _Cancelled as cancelled:
+                if cancelled.condition_failed(0):
+                    raise self._lost_race(env, name, expected_version) from None
+                if cancelled.condition_failed(1):
+                    self._admission_pause(attempt)
+                    continue  # the fleet changed after `admit` read it: check again
+                if cancelled.conflict:
+                    raise errors.endpoint_busy(env, name) from None
+                raise cancelled.error from None
+            return new
+        raise errors.admission_busy(env, name)
 
     def delete_endpoint(self, env: str, name: str, expected_version: int) -> None:
         current_item = self._existing_endpoint_item(env, name)

@@ -55,5 +55,12 @@ def endpoint_busy(env: str, name: str) -> ConflictError:
     )
 
 
+def admission_busy(env: str, name: str) -> ConflictError:
+    return ConflictError(
+        f"endpoints in env {env} kept changing while endpoint '{name}' was being admitted; "
+        "nothing recorded; retry"
+    )
+
+
 def period_finalized(env: str, period: str) -> InputError:
     return InputError(f"period {period} in env {env} is finalized; its invoices never change")

@@ -9,7 +9,10 @@ creates an endpoint) may write to the file at once, so:
   without waiting, whatever the busy timeout;
 - a busy timeout, so a writer waits for the other one instead of failing;
 - each operation's reads, checks and writes share one transaction, so a crash
-  at any point leaves either all of it or none of it.
+  at any point leaves either all of it or none of it. That includes an
+  admission check (`admit=`, e.g. the GPU pool's maxSize): it reads the
+  endpoints under the write lock, so no other writer can slip in between the
+  check and the write.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pydantic import JsonValue
 
 from privend.errors import PrivendError
 from privend.registry import errors
-from privend.registry.base import Registry, updated_endpoint, utc_now
+from privend.registry.base import Admit, Registry, updated_endpoint, utc_now
 from privend.registry.billing import (
     Alert,
     BillingPeriod,
@@ -388,7 +391,11 @@ class SqliteRegistry(Registry):
     # -- endpoints --
 
     def create_endpoint(
-        self, endpoint: Endpoint, subscription: Sequence[SubscriptionSegment]
+        self,
+        endpoint: Endpoint,
+        subscription: Sequence[SubscriptionSegment],
+        *,
+        admit: Admit | None = None,
     ) -> Endpoint:
         history = check_subscription(subscription)
         row = _endpoint_to_row(endpoint, history)
@@ -397,6 +404,9 @@ class SqliteRegistry(Registry):
                 raise errors.endpoint_exists(endpoint.env, endpoint.name)
             if self._tenant_row(endpoint.env, endpoint.tenant) is None:
                 raise errors.tenant_not_found(endpoint.env, endpoint.tenant)
+            if admit is not None:
+                # Under BEGIN IMMEDIATE: no other writer can change what it sees before the commit.
+                admit(self._endpoints_in(endpoint.env))
             columns = ", ".join(row)
             placeholders = ", ".join("?" for _ in row)
             self._execute(
@@ -432,6 +442,7 @@ class SqliteRegistry(Registry):
         status_message: str | None = None,
         deployed_hash: str | None = None,
         subscription: Sequence[SubscriptionSegment] | None = None,
+        admit: Admit | None = None,
     ) -> Endpoint:
         with self._transaction():
             current_row = self._endpoint_row(env, name)
@@ -448,6 +459,8 @@ class SqliteRegistry(Registry):
                 deployed_hash=deployed_hash,
                 subscription=subscription,
             )
+            if admit is not None:
+                admit(self._endpoints_in(env))
             row = _endpoint_to_row(new, history)
             assignments = ", ".join(f"{column} = ?" for column in row)
             # The version condition is redundant under BEGIN IMMEDIATE; it keeps
@@ -477,6 +490,11 @@ class SqliteRegistry(Registry):
 
     def list_endpoints_needing_deploy(self, env: str) -> list[Endpoint]:
         return [_endpoint_from_row(row) for row in self._read(_NEEDING_DEPLOY_SQL, (env,))]
+
+    def _endpoints_in(self, env: str) -> list[Endpoint]:
+        """Every endpoint of `env`, read inside the caller's transaction."""
+        rows = self._execute("SELECT * FROM endpoints WHERE env = ? ORDER BY name", (env,)).fetchall()
+        return [_endpoint_from_row(row) for row in rows]
 
     def _endpoint_row(self, env: str, name: str) -> sqlite3.Row | None:
         return self._execute(
