@@ -9,11 +9,11 @@ transaction, a failing call on the DynamoDB client.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -31,6 +31,8 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 from pydantic import ValidationError
 
+from privend.billing.suspension import needs_deploy
+from privend.endpoints import pending_work
 from privend.errors import InputError, PrivendError
 from privend.registry import (
     ConflictError,
@@ -44,7 +46,7 @@ from privend.registry import (
 )
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import DynamoRegistry, table_schema
-from privend.registry.sqlite import _NEEDING_DEPLOY_SQL, SCHEMA_VERSION, SqliteRegistry
+from privend.registry.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteRegistry
 
 ENV = "dev"
 TABLE = "privend-registry-test"
@@ -697,9 +699,11 @@ def test_spec_hash_does_not_depend_on_key_order(spec: dict[str, Any]) -> None:
 # -- deploy queue --
 
 
-def test_only_endpoints_whose_spec_differs_from_deployed_need_deploy(
+def test_sync_work_is_what_is_not_deployed_as_it_should_run_or_is_marked_deleting(
     registry: Registry, acme: Tenant
 ) -> None:
+    # What `endpoint sync` reads: never deployed and changed specs, round-tripped through
+    # the backend (DynamoDB stores "never deployed" as no attribute), and nothing of another env.
     deployed_spec = {"model": "m", "v": 1}
     registry.create_endpoint(make_endpoint("never-deployed"), STARTER)
     registry.create_endpoint(
@@ -712,13 +716,17 @@ def test_only_endpoints_whose_spec_differs_from_deployed_need_deploy(
         ),
         STARTER,
     )
+    registry.create_endpoint(
+        make_endpoint(
+            "to-destroy", spec=deployed_spec, deployed_hash=spec_hash(deployed_spec), status="deleting"
+        ),
+        STARTER,
+    )
     registry.create_tenant(make_tenant(env="staging"))
     registry.create_endpoint(make_endpoint("elsewhere", env="staging"), STARTER)
 
-    assert [e.name for e in registry.list_endpoints_needing_deploy(ENV)] == [
-        "changed",
-        "never-deployed",
-    ]
+    assert [e.name for e in pending_work(registry, ENV)] == ["changed", "never-deployed", "to-destroy"]
+    assert [e.name for e in pending_work(registry, ENV) if needs_deploy(e)] == ["changed", "never-deployed"]
 
     changed = registry.get_endpoint(ENV, "changed")
     registry.update_endpoint(ENV, "changed", expected_version=1, deployed_hash=changed.spec_hash)
@@ -726,37 +734,7 @@ def test_only_endpoints_whose_spec_differs_from_deployed_need_deploy(
     registry.update_endpoint(
         ENV, "up-to-date", expected_version=1, spec=new_spec, spec_hash=spec_hash(new_spec)
     )
-    assert [e.name for e in registry.list_endpoints_needing_deploy(ENV)] == [
-        "never-deployed",
-        "up-to-date",
-    ]
-
-
-def test_sqlite_needing_deploy_reads_only_the_partial_index_among_1000_endpoints(
-    tmp_path: Path,
-) -> None:
-    with SqliteRegistry(tmp_path / "registry.db") as registry:
-        registry.create_tenant(make_tenant())
-        for i in range(1000):
-            spec = {"model": "m", "i": i}
-            deployed = spec_hash(spec) if i % 100 else None
-            registry.create_endpoint(
-                make_endpoint(f"ep-{i:04d}", spec=spec, deployed_hash=deployed), STARTER
-            )
-
-        timings = []
-        for _ in range(5):
-            started = time.perf_counter()
-            pending = registry.list_endpoints_needing_deploy(ENV)
-            timings.append(time.perf_counter() - started)
-        plan = registry._read("EXPLAIN QUERY PLAN " + _NEEDING_DEPLOY_SQL, (ENV,))
-
-    assert [e.name for e in pending] == [f"ep-{i:04d}" for i in range(0, 1000, 100)]
-    assert [row["detail"] for row in plan] == [
-        "SEARCH endpoints USING INDEX endpoints_needing_deploy (env=?)"
-    ]
-    # Reading and parsing all 1000 rows takes ~20 ms; the index makes it well under 5.
-    assert min(timings) < 0.005, f"best of 5 runs took {min(timings) * 1000:.1f} ms"
+    assert [e.name for e in pending_work(registry, ENV)] == ["never-deployed", "to-destroy", "up-to-date"]
 
 
 # -- crash safety: SQLite --
@@ -1014,6 +992,43 @@ def test_sqlite_refuses_a_registry_with_a_newer_schema(tmp_path: Path) -> None:
         f"registry {path} has schema version 99, newer than this privend supports ({SCHEMA_VERSION}); "
         "upgrade privend"
     )
+
+
+def test_registry_at_schema_3_loses_the_needing_deploy_index_on_upgrade_and_keeps_its_endpoints(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "registry.db"
+    connection = sqlite3.connect(path)
+    for statement in (*_MIGRATIONS[0], *_MIGRATIONS[1], *_MIGRATIONS[2]):
+        connection.execute(statement)
+    connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    connection.execute("INSERT INTO schema_version VALUES (3)")
+    tenant = make_tenant().model_dump(mode="json")
+    connection.execute(
+        "INSERT INTO tenants VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (ENV, "acme", tenant["aws_account"], json.dumps(tenant["principals"]), tenant["billing_timezone"],
+         tenant["tier"], tenant["created_at"]),
+    )
+    subscription = json.dumps([segment.model_dump(mode="json") for segment in STARTER])
+    for endpoint in (make_endpoint("fresh"), make_endpoint("live", deployed_hash=make_endpoint().spec_hash)):
+        row = endpoint.model_dump(mode="json")
+        connection.execute(
+            "INSERT INTO endpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ENV, row["name"], "acme", json.dumps(row["spec"]), row["spec_hash"], row["deployed_hash"],
+             row["status"], row["status_message"], subscription, row["created_at"], row["updated_at"],
+             row["version"]),
+        )
+    connection.commit()
+    index = "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'endpoints_needing_deploy'"
+    assert connection.execute(index).fetchall() == [("endpoints_needing_deploy",)]
+    connection.close()
+
+    with SqliteRegistry(path) as registry:
+        assert registry._read("SELECT version FROM schema_version")[0][0] == SCHEMA_VERSION
+        assert registry._read(index) == []
+        assert registry.get_endpoint(ENV, "live") == make_endpoint("live", deployed_hash=make_endpoint().spec_hash)
+        assert registry.get_subscription(ENV, "fresh") == STARTER
+        assert [e.name for e in pending_work(registry, ENV)] == ["fresh"]
 
 
 def test_closed_sqlite_registry_refuses_further_use(tmp_path: Path) -> None:

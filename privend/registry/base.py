@@ -135,10 +135,6 @@ class Registry(abc.ABC):
     def delete_endpoint(self, env: str, name: str, expected_version: int) -> None:
         """Delete the endpoint and its subscription history if still at `expected_version`."""
 
-    @abc.abstractmethod
-    def list_endpoints_needing_deploy(self, env: str) -> list[Endpoint]:
-        """Endpoints whose spec hash differs from the deployed one (or never deployed), by name."""
-
     # -- usage --
 
     # How many events plus quarantine records `record_usage` takes in one atomic batch.
@@ -249,8 +245,9 @@ def updated_endpoint(
     gives the early, precise message.
     """
     if (spec is None) != (spec_hash is None):
-        # A spec stored without its hash (or the reverse) would make
-        # list_endpoints_needing_deploy lie, so the two only change together.
+        # A spec stored without its hash (or the reverse) would make `sync` (which
+        # compares spec_hash with deployed_hash, see billing.suspension.needs_deploy)
+        # skip a changed spec or redeploy an unchanged one, so the two only change together.
         raise TypeError("update_endpoint: pass spec and spec_hash together")
     if current.version != expected_version:
         raise errors.version_conflict(current.env, current.name, expected_version, current.version)

@@ -471,14 +471,6 @@ class DynamoRegistry(Registry):
                 raise errors.endpoint_busy(env, name) from None
             raise cancelled.error from None
 
-    def list_endpoints_needing_deploy(self, env: str) -> list[Endpoint]:
-        items = self._query(
-            env,
-            _ENDPOINT,
-            "attribute_not_exists(deployed_hash) OR spec_hash <> deployed_hash",
-        )
-        return [_endpoint_from_item(item) for item in items]
-
     def _existing_endpoint_item(self, env: str, name: str) -> dict[str, Any]:
         item = self._get(env, _ENDPOINT, name)
         if item is None:
@@ -914,7 +906,10 @@ def _endpoint_item(
         "updated_at": {"S": data["updated_at"]},
         "version": {"N": str(data["version"])},
     }
-    # Absent rather than NULL, so "never deployed" is `attribute_not_exists(deployed_hash)`.
+    # Never deployed is written as no attribute, not as NULL. No query here filters on it
+    # any more (sync reads every endpoint: endpoints.pending_work), but items already
+    # stored look like this, and an older privend sharing the table expects it (its
+    # reader takes an "S", its deploy query `attribute_not_exists(deployed_hash)`).
     if data["deployed_hash"] is not None:
         item["deployed_hash"] = {"S": data["deployed_hash"]}
     return item

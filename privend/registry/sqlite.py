@@ -98,6 +98,7 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         # A partial index holding only the endpoints that need a deploy: `sync`
         # finds the few among thousands without reading the others. The query
         # below must repeat this WHERE clause for SQLite to use the index.
+        # (No longer read: the migration from version 3 to 4 drops it.)
         """
         CREATE INDEX endpoints_needing_deploy ON endpoints (env, name)
             WHERE deployed_hash IS NULL OR deployed_hash <> spec_hash
@@ -228,14 +229,15 @@ _MIGRATIONS: list[tuple[str, ...]] = [
             ON usage_events (endpoint_key, ts, input_tokens, output_tokens)
         """,
     ),
+    (
+        # `sync` finds its work in one scan of the env's endpoints (endpoints.pending_work),
+        # since what should run also depends on suspension, which this index cannot see.
+        # Nothing reads endpoints_needing_deploy any more; dropping it spares every
+        # endpoint write its upkeep.
+        "DROP INDEX IF EXISTS endpoints_needing_deploy",
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-_NEEDING_DEPLOY_SQL = (
-    "SELECT * FROM endpoints"
-    " WHERE env = ? AND (deployed_hash IS NULL OR deployed_hash <> spec_hash)"
-    " ORDER BY name"
-)
 
 
 class SqliteRegistry(Registry):
@@ -487,9 +489,6 @@ class SqliteRegistry(Registry):
                 (env, name, utc_now().isoformat(), row["tenant"], row["subscription"]),
             )
             self._execute("DELETE FROM endpoints WHERE env = ? AND name = ?", (env, name))
-
-    def list_endpoints_needing_deploy(self, env: str) -> list[Endpoint]:
-        return [_endpoint_from_row(row) for row in self._read(_NEEDING_DEPLOY_SQL, (env,))]
 
     def _endpoints_in(self, env: str) -> list[Endpoint]:
         """Every endpoint of `env`, read inside the caller's transaction."""
