@@ -51,7 +51,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -254,6 +254,28 @@ class DynamoRegistry(Registry):
         if attempt < _ADMISSION_ATTEMPTS - 1:
             time.sleep(_TRANSACTION_BACKOFF_SECONDS * 2**attempt)
 
+    def _transact_admitted(self, env: str, name: str, admit: Admit | None, items: list[dict[str, Any]],
+                           refused: Callable[[_Cancelled], None]) -> None:
+        """`items` and the env's capacity bump (after `admit`) as one transaction.
+
+        When the capacity version moved after `admit` read the fleet, `admit` runs again on
+        what is stored now, up to _ADMISSION_ATTEMPTS times. `refused` raises the caller's
+        error for a failed condition of its own items; those take precedence.
+        """
+        for attempt in range(_ADMISSION_ATTEMPTS):
+            try:
+                self._transact([*items, self._capacity_update(env, admit)])
+                return
+            except _Cancelled as cancelled:
+                refused(cancelled)
+                if cancelled.condition_failed(len(items)):
+                    self._admission_pause(attempt)
+                    continue  # the fleet changed after `admit` read it: check again
+                if cancelled.conflict:
+                    raise errors.endpoint_busy(env, name) from None
+                raise cancelled.error from None
+        raise errors.admission_busy(env, name)
+
     # -- tenants --
 
     def create_tenant(self, tenant: Tenant) -> Tenant:
@@ -335,23 +357,14 @@ class DynamoRegistry(Registry):
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
-        for attempt in range(_ADMISSION_ATTEMPTS):
-            capacity = self._capacity_update(env, admit)
-            try:
-                self._transact([put, self._tenant_count_update(env, endpoint.tenant, +1), capacity])
-            except _Cancelled as cancelled:
-                if cancelled.condition_failed(0):
-                    raise errors.endpoint_exists(env, name) from None
-                if cancelled.condition_failed(1):
-                    raise errors.tenant_not_found(env, endpoint.tenant) from None
-                if cancelled.condition_failed(2):
-                    self._admission_pause(attempt)
-                    continue  # the fleet changed after `admit` read it: check again
-                if cancelled.conflict:
-                    raise errors.endpoint_busy(env, name) from None
-                raise cancelled.error from None
-            return endpoint
-        raise errors.admission_busy(env, name)
+        def refused(cancelled: _Cancelled) -> None:
+            if cancelled.condition_failed(0):
+                raise errors.endpoint_exists(env, name) from None
+            if cancelled.condition_failed(1):
+                raise errors.tenant_not_found(env, endpoint.tenant) from None
+
+        self._transact_admitted(env, name, admit, [put, self._tenant_count_update(env, endpoint.tenant, +1)], refused)
+        return endpoint
 
     def get_endpoint(self, env: str, name: str) -> Endpoint:
         return _endpoint_from_item(self._existing_endpoint_item(env, name))
@@ -418,21 +431,12 @@ class DynamoRegistry(Registry):
                     raise
                 raise self._lost_race(env, name, expected_version) from None
             return new
-        for attempt in range(_ADMISSION_ATTEMPTS):
-            capacity = self._capacity_update(env, admit)
-            try:
-                self._transact([{"Put": put}, capacity])
-            except _Cancelled as cancelled:
-                if cancelled.condition_failed(0):
-                    raise self._lost_race(env, name, expected_version) from None
-                if cancelled.condition_failed(1):
-                    self._admission_pause(attempt)
-                    continue  # the fleet changed after `admit` read it: check again
-                if cancelled.conflict:
-                    raise errors.endpoint_busy(env, name) from None
-                raise cancelled.error from None
-            return new
-        raise errors.admission_busy(env, name)
+        def refused(cancelled: _Cancelled) -> None:
+            if cancelled.condition_failed(0):
+                raise self._lost_race(env, name, expected_version) from None
+
+        self._transact_admitted(env, name, admit, [{"Put": put}], refused)
+        return new
 
     def delete_endpoint(self, env: str, name: str, expected_version: int) -> None:
         current_item = self._existing_endpoint_item(env, name)
