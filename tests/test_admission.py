@@ -38,6 +38,7 @@ from privend.registry import ConflictError, Endpoint, SubscriptionSegment, Tenan
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import table_schema
 from privend.spec import build_spec, validate_request
+from tests.thread_support import run_together
 
 REPO_STACKS = Path(__file__).resolve().parent.parent / "stacks"
 TABLE = "privend-admission-test"
@@ -113,26 +114,6 @@ def create_admitted(registry, name: str, gpus: int = 4, replicas: int = 1) -> En
     cfg = load_environment("dev")
     request = custom_request(name, gpus, replicas)
     return new_endpoint(registry, cfg, request, admission=admit_endpoint(registry, cfg, request))
-
-
-def run_together(*calls: Callable[[], Any]) -> list[str]:
-    """Each call in its own thread, all started at once; 'ok' or the error's class and line each."""
-    outcomes = [""] * len(calls)
-
-    def run_one(index: int, call: Callable[[], Any]) -> None:
-        try:
-            call()
-            outcomes[index] = "ok"
-        except PrivendError as error:
-            outcomes[index] = f"{type(error).__name__}: {error}"
-
-    threads = [threading.Thread(target=run_one, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    return outcomes
 
 
 # -- fixtures --

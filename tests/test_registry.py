@@ -47,6 +47,7 @@ from privend.registry import (
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import DynamoRegistry, table_schema
 from privend.registry.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteRegistry
+from tests.thread_support import run_together
 
 ENV = "dev"
 TABLE = "privend-registry-test"
@@ -164,27 +165,6 @@ def registry(store: Store) -> Registry:
 @pytest.fixture
 def acme(registry: Registry) -> Tenant:
     return registry.create_tenant(make_tenant())
-
-
-def run_together(*calls: Callable[[], Any]) -> list[str]:
-    """Run each call in its own thread, released at the same moment; 'ok' or the error line each."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[str] = [""] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        barrier.wait()
-        try:
-            call()
-            outcomes[index] = "ok"
-        except PrivendError as error:
-            outcomes[index] = f"{type(error).__name__}: {error}"
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
 
 
 # -- tenants --
