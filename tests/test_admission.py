@@ -23,13 +23,11 @@ from typing import Any
 
 import boto3
 import pytest
-from click.testing import CliRunner
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 import privend.endpoints
 import privend.fleet
-from privend.cli import main
 from privend.config import load_environment
 from privend.endpoints import change_endpoint, new_endpoint, tenant_spec
 from privend.errors import InputError, PrivendError
@@ -39,6 +37,7 @@ from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import table_schema
 from privend.spec import build_spec, validate_request
 from tests.thread_support import run_together
+from tests.cli_support import assert_one_line_error, ok, run
 
 REPO_STACKS = Path(__file__).resolve().parent.parent / "stacks"
 TABLE = "privend-admission-test"
@@ -52,23 +51,6 @@ L4_TAIL = ("pool 'l4' allows at most 4 (maxSize in ")
 
 
 # -- helpers --
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def ok(*args: str):
-    result = run(*args)
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    return result
-
-
-def assert_one_line_error(result, exit_code: int, message: str) -> None:
-    assert result.exit_code == exit_code, (result.stdout, result.stderr)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr, result.stderr
 
 
 def registry_state(env: str = "dev") -> list[dict]:

@@ -17,17 +17,16 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
-from click.testing import CliRunner
 from moto import mock_aws
 
 import privend.fleet
 from privend.capacity import Demand, plan_capacity
-from privend.cli import main
 from privend.config import load_environment
 from privend.errors import PrivendError
 from privend.fleet import pool_bounds, pools_for, rewrite_pool_bounds
 from privend.quotas import AwsClients
 from privend.registry import open_registry
+from tests.cli_support import assert_one_line_error, ok, run
 
 REPO_STACKS = Path(__file__).resolve().parent.parent / "stacks"
 ACME, GLOBEX = "111122223333", "444455556666"
@@ -40,23 +39,6 @@ G_ON_DEMAND, P_ON_DEMAND, G_SPOT = "L-DB2E81BA", "L-417A185B", "L-3819A6DF"
 NO_CREDENTIALS = ("error: quota check needs AWS credentials and found none "
                   "(set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)\n")
 QUOTA_SKIPPED = "note: EC2 vCPU quota check skipped: no AWS credentials (run `privend quota check` where there are)\n"
-
-
-def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(main, list(args), input=input)
-
-
-def ok(*args: str, input: str | None = None):
-    result = run(*args, input=input)
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    return result
-
-
-def assert_one_line_error(result, exit_code: int, message: str) -> None:
-    assert result.exit_code == exit_code, (result.stdout, result.stderr)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr, result.stderr
 
 
 def endpoint_names(env: str = "dev") -> list[str]:

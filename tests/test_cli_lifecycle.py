@@ -14,12 +14,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import privend.deploy
-from privend.cli import main
 from privend.connect import OFFLINE_SERVICE_NAME
 from privend.deploy import DeployOutcome, DeployUnavailable
+from tests.cli_support import assert_one_line_error, ok, run
 
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
@@ -39,16 +38,6 @@ ENDPOINT_FIELDS = {
 TENANT_FIELDS = {"name", "env", "aws_account", "principals", "billing_timezone", "tier", "created_at"}
 
 
-def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(main, list(args), input=input)
-
-
-def ok(*args: str, input: str | None = None):
-    result = run(*args, input=input)
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    return result
-
-
 def endpoints_json() -> list[dict]:
     return json.loads(ok("endpoint", "list", "--format", "json").stdout)
 
@@ -64,13 +53,6 @@ def by_name(name: str) -> dict:
 def registry_state() -> tuple[str, str]:
     """All tenants and endpoints of dev as the CLI reports them (versions and timestamps included)."""
     return ok("tenant", "list", "--format", "json").stdout, ok("endpoint", "list", "--format", "json").stdout
-
-
-def assert_one_line_error(result, exit_code: int, message: str) -> None:
-    assert result.exit_code == exit_code, (result.stdout, result.stderr)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr, result.stderr
 
 
 def assert_no_error_lines(result) -> None:
