@@ -528,11 +528,12 @@ class SqliteRegistry(Registry):
             # order, so each page of the id index is visited once per batch. SQLite sorts
             # (ORDER BY: the key then fills in order, faster than at random) and finds each
             # endpoint's key with the GIL released, where Python would hold it against the
-            # parsing thread.
+            # parsing thread. CROSS JOIN fixes the batch as the outer loop: newer SQLite
+            # (3.51) otherwise loops over the endpoints and reads the whole batch for each.
             self._execute(
                 "INSERT INTO temp.usage_batch (id, endpoint_key, ts, input_tokens, output_tokens)"
                 " SELECT j.value->>0 AS id, k.key, j.value->>2, j.value->>3, j.value->>4"
-                " FROM json_each(?) AS j JOIN usage_endpoints AS k ON k.env = ? AND k.endpoint = j.value->>1"
+                " FROM json_each(?) AS j CROSS JOIN usage_endpoints AS k ON k.env = ? AND k.endpoint = j.value->>1"
                 " ORDER BY id",
                 (batch, env),
             )
