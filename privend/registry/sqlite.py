@@ -219,8 +219,7 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         """,
         "INSERT INTO usage_events_keyed (env, id, endpoint_key, ts, input_tokens, output_tokens)"
         " SELECT e.env, e.id, k.key, e.ts, e.input_tokens, e.output_tokens"
-        " FROM usage_events AS e JOIN usage_endpoints AS k ON k.env = e.env AND k.endpoint = e.endpoint"
-        " ORDER BY e.rowid",
+        " FROM usage_events AS e JOIN usage_endpoints AS k ON k.env = e.env AND k.endpoint = e.endpoint",
         "DROP TABLE usage_events",
         "ALTER TABLE usage_events_keyed RENAME TO usage_events",
         "CREATE UNIQUE INDEX usage_by_id ON usage_events (env, id)",
