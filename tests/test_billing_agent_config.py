@@ -95,3 +95,7 @@ def test_odd_names_are_json_escaped_not_injected() -> None:
     config = render_agent_config('dev"x', cluster_name='c"}', region="us-east-1")
 
     assert config["agents"]["usage"]["logs"]["metrics_collected"]["prometheus"]["cluster_name"] == 'c"}'
+    assert config["agents"]["engine"]["logs"]["metrics_collected"]["prometheus"]["log_group_name"] == (
+        '/aws/containerinsights/c"}/privend/engine')
+    keeps = {tuple(r["source_labels"]): r["regex"] for r in relabel(config) if r["action"] == "keep"}
+    assert keeps[("__meta_kubernetes_pod_label_privend_io_environment",)] == 'dev"x'

@@ -247,8 +247,12 @@ def test_model_catalog_rejects_kv_heads_that_do_not_divide_attention_heads() -> 
 
 
 def test_model_catalog_rejects_an_id_without_an_organisation() -> None:
-    with pytest.raises(ValidationError, match="id"):
+    # (match="id" would match any ValidationError: its message always says "validation".)
+    with pytest.raises(ValidationError) as caught:
         ModelCatalog.model_validate(_one_model("tiny"))
+    assert [(e["loc"], e["type"], e["input"]) for e in caught.value.errors()] == [
+        (("models", "tiny", "id"), "string_pattern_mismatch", "tiny")
+    ]
 
 
 def test_model_catalog_is_loaded_once() -> None:

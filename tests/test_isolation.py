@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 from hypothesis import HealthCheck, given, settings
@@ -115,4 +116,9 @@ def test_derived_names_fit_limits_for_the_longest_accepted_ids():
     # Cut names stay unique: two long ids differing only at the end.
     other = endpoint_names(env, "e" * (ENDPOINT_NAME_MAX - 1) + "f")
     assert names.load_balancer != other.load_balancer and names.target_group != other.target_group
-    assert endpoint_names(env, "e" * ENDPOINT_NAME_MAX) == names  # stable across runs
+    # Stable across runs (no per-process hash): the full name "pe-<env>-<endpoint>" (40 characters) is cut
+    # to its first 25 and given the first 6 hex digits of its SHA-256, pinned here.
+    full = f"pe-{env}-{'e' * ENDPOINT_NAME_MAX}"
+    assert hashlib.sha256(full.encode()).hexdigest()[:6] == "44bf20"
+    assert names.load_balancer == names.target_group == "pe-aaaaaaaaaaaa-eeeeeeeee-44bf20"
+    assert endpoint_names(env, "e" * ENDPOINT_NAME_MAX) == names

@@ -54,15 +54,17 @@ def test_crd_validation_catches_a_wrong_field():
     _, _, objects = _objects(VARIANTS[0])
     scaled = next(o for o in objects if o["kind"] == "ScaledObject")
     broken = {**scaled, "spec": {**scaled["spec"], "minReplicaCount": "one"}}
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(jsonschema.ValidationError) as caught:
         jsonschema.validate(broken, crd_schema(broken["apiVersion"], broken["kind"]))
+    assert list(caught.value.absolute_path) == ["spec", "minReplicaCount"]
+    assert caught.value.message == "'one' is not of type 'integer'"
 
 
 def test_strict_validation_catches_an_unknown_field():
     _, _, objects = _objects(VARIANTS[0])
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
-    with pytest.raises(kubernetes_validate.ValidationError):
+    with pytest.raises(kubernetes_validate.ValidationError, match=r"\('replica' was unexpected\)"):
         kubernetes_validate.validate(broken, "1.34.0", strict=True)
 
 
@@ -121,6 +123,7 @@ def test_single_gpu_replica_gets_no_shared_memory_volume():
     _, _, objects = _objects(VARIANTS[0])
     pod, container = _container(objects)
     assert "/dev/shm" not in {m["mountPath"] for m in container["volumeMounts"]}
+    assert not [v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
 
 
 def test_vllm_gets_the_same_spec_through_its_flags_with_usage_stats_off():

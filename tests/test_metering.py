@@ -54,7 +54,7 @@ def test_every_collector_object_passes_strict_openapi_validation(env):
 def test_strict_validation_would_catch_a_misspelt_collector_field():
     deployment = metering.deployment("usage", _rendered("dev"))
     deployment["spec"]["template"]["spec"]["hostNetwrok"] = False
-    with pytest.raises(kubernetes_validate.ValidationError):
+    with pytest.raises(kubernetes_validate.ValidationError, match=r"\('hostNetwrok' was unexpected\)"):
         kubernetes_validate.validate(deployment, "1.34.0", strict=True)
 
 

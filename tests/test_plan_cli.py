@@ -54,9 +54,17 @@ def test_plan_json_holds_no_secret_value_only_placeholders():
 
 def test_plan_table_shows_the_resource_tree_and_counts():
     out = _plan("--env", "dev")
-    assert "stack dev" in out
-    assert "gpu-l4-ng" in out and "aws:eks/nodeGroup:NodeGroup" in out
-    assert "total" in out
+    resources = json.loads(_plan("--env", "dev", "--format", "json"))
+    assert f"stack dev ({len(resources)} resources)" in out
+    assert "gpu-l4-ng aws:eks/nodeGroup:NodeGroup" in out
+    counts = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) == 4 and cells[2].isdigit():
+            counts[cells[1]] = int(cells[2])
+    # dev has two node groups (system-ng and gpu-l4-ng); the total is every resource of the stack.
+    assert counts["aws:eks/nodeGroup:NodeGroup"] == 2
+    assert counts["total"] == len(resources) == sum(v for k, v in counts.items() if k != "total")
 
 
 def test_plan_of_unknown_environment_is_one_line_exit_2():

@@ -190,7 +190,9 @@ def test_registry_table_alert_topic_and_repositories_are_encrypted(platform_plan
     assert table.inputs["serverSideEncryption"]["enabled"] is True
     assert table.inputs["serverSideEncryption"]["kmsKeyArn"].startswith("arn:aws:kms:")
     assert _one(plan, "aws:sns/topic:Topic").inputs["kmsMasterKeyId"]
-    for repo in plan.by_type("aws:ecr/repository:Repository"):
+    repositories = plan.by_type("aws:ecr/repository:Repository")
+    assert sorted(r.inputs["name"] for r in repositories) == ["privend/prod/tgi", "privend/prod/vllm"]
+    for repo in repositories:
         assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
         assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
         assert repo.inputs["encryptionConfigurations"][0]["encryptionType"] == "KMS"

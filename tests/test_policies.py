@@ -300,6 +300,7 @@ def test_pack_config_can_turn_a_rule_advisory(tmp_path, monkeypatch, fleet, plat
     found = evaluate([plan], load_environment("dev"), include_config=False)
     assert len(found) == 1, found
     (violation,) = found
+    assert violation.rule == "internal-load-balancers" and violation.message == "load balancer chat-nlb is internet-facing"
     assert violation.level == "advisory" and mandatory([violation]) == []
 
 

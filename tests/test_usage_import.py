@@ -296,11 +296,17 @@ def test_any_split_order_and_duplication_of_files_gives_the_same_invoices(
 
 
 def test_reference_invoice_is_what_the_rules_give(reference: str) -> None:
-    invoice = json.loads(reference)["invoices"][0]
-    assert [(l["endpoint"], l["plan"], l["kind"]) for l in invoice["lines"]] == [
-        ("chat", "basic", "base_fee"), ("chat", "basic", "overage"),
-        ("chat", "pro", "base_fee"), ("chat", "pro", "overage"),
-        ("code", "capped", "base_fee"), ("code", "capped", "overage"),
+    (invoice,) = json.loads(reference)["invoices"]
+    # Each event is t input + t // 3 output tokens.
+    # chat, basic until 11 March (10/31): 100.00, 1,000,000 included; ev0 2,266,666 + ev1 1,200,000
+    #   = 3,466,666 -> 2,466,666 over at 2.00/M = 4.933.. -> 4.93 (protection 32.26 not reached).
+    # chat, pro from 11 March (21/31): 420.00, 4,200,000 included; ev2 2,666,666 + ev3 4,133,333
+    #   = 6,799,999 -> 2,599,999 over at 1.00/M = 2.599.. -> 2.60. ev7 is April's.
+    # code: capped plan from 4 March, 28/31: 90.32, floor(1,000,000 × 28/31) = 903,225 included;
+    #   53,333,333 + 40,000,000 + 1 = 93,333,334 -> 92,430,109 over; protection 50 × 28/31 = 45.16 is reached.
+    assert [(l["endpoint"], l["plan"], l["kind"], l["quantity"], l["amount"]) for l in invoice["lines"]] == [
+        ("chat", "basic", "base_fee", "0.322581", "100.00"), ("chat", "basic", "overage", 2_466_666, "4.93"),
+        ("chat", "pro", "base_fee", "0.677419", "420.00"), ("chat", "pro", "overage", 2_599_999, "2.60"),
+        ("code", "capped", "base_fee", "0.903226", "90.32"), ("code", "capped", "overage", 92_430_109, "45.16"),
     ]
-    # code: capped plan from 4 March, 28/31: 90.32; protection 50 × 28/31 = 45.16 is reached.
-    assert invoice["lines"][4]["amount"] == "90.32" and invoice["lines"][5]["amount"] == "45.16"
+    assert invoice["total"] == "663.01"
