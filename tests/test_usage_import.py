@@ -182,7 +182,7 @@ def test_sqlite_crash_inside_a_batch_stores_none_of_it_and_reimport_completes(tm
 
     def crash_on_second_batch(sql: str, params: Any = ()) -> Any:
         cursor = execute(sql, params)
-        if "INSERT OR IGNORE INTO usage_events" in sql:
+        if 'INSERT INTO "usage_week_' in sql:  # the batch's last write
             calls["inserts"] += 1
             if calls["inserts"] == 2:
                 raise Crash(sql)
@@ -194,10 +194,13 @@ def test_sqlite_crash_inside_a_batch_stores_none_of_it_and_reimport_completes(tm
     del registry._execute
 
     assert registry.count_usage_events(ENV) == 3  # the first batch, whole; nothing of the second
+    march = (to_us(utc(2025, 3, 1)), to_us(utc(2025, 4, 1)))
+    assert registry.usage_totals(ENV, [("chat", *march)]) == [3]
     assert registry.list_quarantine(ENV) == []
     summary = load(registry, lines)
     assert (summary.accepted, summary.duplicate, summary.quarantined) == (2, 3, 1)
     assert registry.count_usage_events(ENV) == 5
+    assert registry.usage_totals(ENV, [("chat", *march)]) == [5]
     registry.close()
 
 

@@ -324,7 +324,7 @@ def test_the_staging_table_is_empty_after_a_batch_and_after_a_failed_one(tmp_pat
 
     def crash_after_insert(sql: str, params: Any = ()) -> Any:
         cursor = execute(sql, params)
-        if "INSERT OR IGNORE INTO usage_events" in sql:
+        if 'INSERT INTO "usage_week_' in sql:
             raise Crash(sql)
         return cursor
 
@@ -429,7 +429,7 @@ def test_a_rolled_back_batch_gives_no_endpoint_key(tmp_path: Path) -> None:
     execute = registry._execute
 
     def crash_on_insert(sql: str, params: Any = ()) -> Any:
-        if "INSERT OR IGNORE INTO usage_events" in sql:
+        if "INSERT OR IGNORE INTO usage_ids" in sql:
             raise Crash(sql)
         return execute(sql, params)
 
@@ -447,4 +447,50 @@ def test_a_rolled_back_batch_gives_no_endpoint_key(tmp_path: Path) -> None:
     registry.record_usage(ENV, [UsageEvent("e1", "chat", to_us(utc(2025, 3, 2)), 1, 0)], at=utc(2025, 4, 1))
     window = (0, 2**62)
     assert registry.usage_totals(ENV, [("chat", *window), ("embed", *window)]) == [1, 9]
+    registry.close()
+
+
+WEEK_US = 7 * 86_400 * 1_000_000
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.sampled_from(["chat", "embed"]),
+                              st.integers(-2 * WEEK_US, 3 * WEEK_US) | st.sampled_from([0, WEEK_US, -1, WEEK_US - 1]),
+                              st.integers(0, 1000), st.integers(0, 1000)), max_size=30),
+    windows=st.lists(st.tuples(st.sampled_from(["chat", "embed", "ghost"]),
+                               st.integers(-3 * WEEK_US, 4 * WEEK_US), st.integers(0, 3 * WEEK_US)), max_size=6),
+    batch=st.integers(1, 10),
+)
+def test_usage_totals_are_the_sums_of_the_events_each_window_holds(tmp_path_factory: pytest.TempPathFactory,
+                                                                   events: list[tuple[str, int, int, int]],
+                                                                   windows: list[tuple[str, int, int]],
+                                                                   batch: int) -> None:
+    """Weeks are storage only: any events, in any batches, across week bounds and before 1970, sum exactly."""
+    registry = SqliteRegistry(tmp_path_factory.mktemp("totals") / "registry.db")
+    stored = [UsageEvent(f"e{n}", endpoint, ts, i, o) for n, (endpoint, ts, i, o) in enumerate(events)]
+    for start in range(0, len(stored), batch):
+        registry.record_usage(ENV, stored[start:start + batch], at=utc(2025, 4, 1))
+    spans = [(endpoint, start, start + length) for endpoint, start, length in windows]
+
+    totals = registry.usage_totals(ENV, spans)
+
+    assert totals == [sum(e.input_tokens + e.output_tokens for e in stored if e.endpoint == endpoint and start <= e.timestamp_us < stop)
+                      for endpoint, start, stop in spans]
+    assert registry.count_usage_events(ENV) == len(stored)
+    registry.close()
+
+
+def test_a_reimported_batch_adds_nothing_to_the_weeks(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / "registry.db")
+    events = [UsageEvent(f"e{n}", "chat", n * WEEK_US // 3, 10, 1) for n in range(7)]
+    registry.record_usage(ENV, events[:4], at=utc(2025, 4, 1))
+    result = registry.record_usage(ENV, [*events, UsageEvent("e0", "chat", 5, 99, 0)], at=utc(2025, 4, 1))
+
+    assert tuple(result) == (3, 4, 1)  # three new, four duplicates (e0 with other content is a conflict, not 5th)
+    assert registry.usage_totals(ENV, [("chat", 0, 7 * WEEK_US)]) == [7 * 11]
+    weeks = [row[0] for row in registry._read("SELECT week FROM usage_weeks ORDER BY week")]
+    assert weeks == [0, 1, 2]  # n / 3 weeks for n = 0..6
+    rows = sum(registry._read(f'SELECT COUNT(*) FROM "usage_week_{week}"')[0][0] for week in weeks)
+    assert rows == 7
     registry.close()

@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +52,17 @@ from privend.registry.models import (
     check_subscription,
 )
 
+# Usage events are kept per UTC week of their timestamp (see migration 5): a billing
+# period reads the five or six weeks it touches.
+USAGE_WEEK_US = 7 * 86_400 * 1_000_000
+# The week of column `ts`, rounded down for instants before 1970 as Python's // does.
+_WEEK_OF_TS = f"(ts / {USAGE_WEEK_US} - (ts % {USAGE_WEEK_US} < 0))"
+
+
+def _week_table(week: int) -> str:
+    return f'"usage_week_{int(week)}"'
+
+
 # How long a writer waits for another process's write transaction to finish.
 BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -60,7 +71,7 @@ PAGE_SIZE = 16_384
 
 # Migrations by schema version: _MIGRATIONS[n] takes the schema from version n
 # to n + 1. Append to this list; never edit an entry that has shipped.
-_MIGRATIONS: list[tuple[str, ...]] = [
+_MIGRATIONS: list[tuple[str | Callable[[SqliteRegistry], None], ...]] = [
     (
         """
         CREATE TABLE tenants (
@@ -235,6 +246,29 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         # endpoint write its upkeep.
         "DROP INDEX IF EXISTS endpoints_needing_deploy",
     ),
+    (
+        # Usage in two places, each written once per event: usage_ids, keyed by (env, id),
+        # holds each accepted event (what makes the import idempotent and finds conflicts);
+        # one append-only table per UTC week (usage_week_<n>, listed in usage_weeks) holds
+        # what reconcile sums. An append costs a fraction of the random insert into a time
+        # index that it replaces, the largest single cost of an import; reconcile scans the
+        # weeks its windows touch instead of reading ranges of that index.
+        """
+        CREATE TABLE usage_ids (
+            env TEXT NOT NULL,
+            id TEXT NOT NULL,
+            endpoint_key INTEGER NOT NULL,   -- usage_endpoints.key
+            ts INTEGER NOT NULL,             -- microseconds since the epoch, UTC
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            PRIMARY KEY (env, id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE TABLE usage_weeks (week INTEGER PRIMARY KEY)",
+        "INSERT INTO usage_ids SELECT env, id, endpoint_key, ts, input_tokens, output_tokens FROM usage_events",
+        lambda registry: registry._copy_events_to_weeks("usage_events"),
+        "DROP TABLE usage_events",
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -324,7 +358,10 @@ class SqliteRegistry(Registry):
                 )
             for statements in _MIGRATIONS[current:]:
                 for statement in statements:
-                    self._execute(statement)
+                    if isinstance(statement, str):
+                        self._execute(statement)
+                    else:
+                        statement(self)  # a step SQL alone cannot say (tables named by data)
             if row is None:
                 self._execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             elif current != SCHEMA_VERSION:
@@ -541,12 +578,14 @@ class SqliteRegistry(Registry):
             existing = self._execute(
                 "SELECT s.id, s.endpoint_key, s.ts, s.input_tokens, s.output_tokens,"
                 " e.endpoint_key, e.ts, e.input_tokens, e.output_tokens"
-                " FROM temp.usage_batch AS s CROSS JOIN usage_events AS e WHERE e.env = ? AND e.id = s.id"
+                " FROM temp.usage_batch AS s CROSS JOIN usage_ids AS e WHERE e.env = ? AND e.id = s.id"
                 " ORDER BY s.id",
                 (env,),
             )
             names: dict[int, str] | None = None
+            stored: list[tuple[str]] = []
             for row in existing:
+                stored.append((row[0],))
                 if tuple(row[1:5]) == tuple(row[5:9]):
                     duplicate += 1
                     continue
@@ -555,10 +594,16 @@ class SqliteRegistry(Registry):
                 incoming = UsageEvent(row[0], names[row[1]], *row[2:5])
                 conflicts.append(conflict_record(incoming, (names[row[5]], *row[6:9]), at))
             accepted = self._execute(
-                "INSERT OR IGNORE INTO usage_events (env, id, endpoint_key, ts, input_tokens, output_tokens)"
+                "INSERT OR IGNORE INTO usage_ids (env, id, endpoint_key, ts, input_tokens, output_tokens)"
                 " SELECT ?, id, endpoint_key, ts, input_tokens, output_tokens FROM temp.usage_batch ORDER BY id",
                 (env,),
             ).rowcount
+            # What stays staged is what was accepted now: those events, and only those, go to their weeks.
+            self._executemany("DELETE FROM temp.usage_batch WHERE id = ?", stored)
+            if accepted != len(unique) - len(stored):
+                raise PrivendError(f"registry {self.path}: usage batch of env {env} stored {accepted} events "
+                                   f"where {len(unique) - len(stored)} were new; nothing recorded")
+            self._copy_events_to_weeks("temp.usage_batch")
             # Empty again at commit, as a rollback leaves it too.
             self._execute("DELETE FROM temp.usage_batch")
             self._insert_quarantine(env, [*quarantine, *conflicts])
@@ -597,39 +642,64 @@ class SqliteRegistry(Registry):
               q.quarantined_at.astimezone(UTC).isoformat()) for q in records],
         )
 
+    def _copy_events_to_weeks(self, source: str) -> None:
+        """Append the events of table `source` to their weeks' tables (in the caller's write transaction)."""
+        weeks = [row[0] for row in self._execute(f"SELECT DISTINCT {_WEEK_OF_TS} FROM {source}")]
+        for week in sorted(weeks):
+            table = _week_table(week)
+            self._execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (endpoint_key INTEGER NOT NULL, ts INTEGER NOT NULL,"
+                " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL)"
+            )
+            self._execute("INSERT OR IGNORE INTO usage_weeks (week) VALUES (?)", (week,))
+            self._execute(
+                f"INSERT INTO {table} (endpoint_key, ts, input_tokens, output_tokens)"
+                f" SELECT endpoint_key, ts, input_tokens, output_tokens FROM {source} WHERE ts >= ? AND ts < ?",
+                (week * USAGE_WEEK_US, (week + 1) * USAGE_WEEK_US),
+            )
+
     def usage_totals(self, env: str, windows: Sequence[tuple[str, int, int]]) -> list[int]:
         if not windows:
             return []
+        totals = [0] * len(windows)
         with self._lock:
             self._execute(
-                "CREATE TEMP TABLE IF NOT EXISTS usage_windows (n INTEGER PRIMARY KEY,"
-                " endpoint TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL)"
+                "CREATE TEMP TABLE IF NOT EXISTS usage_spans (n INTEGER PRIMARY KEY,"
+                " endpoint_key INTEGER NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL)"
             )
+            self._execute("CREATE INDEX IF NOT EXISTS temp.usage_spans_by_key ON usage_spans (endpoint_key, start)")
             self._execute("BEGIN")  # one snapshot for every window
             try:
-                self._execute("DELETE FROM temp.usage_windows")
-                self._executemany(
-                    "INSERT INTO temp.usage_windows VALUES (?, ?, ?, ?)",
-                    ((n, endpoint, start, stop) for n, (endpoint, start, stop) in enumerate(windows)),
-                )
-                # One range scan of the covering index per window: the sum is done in SQL.
-                rows = self._execute(
-                    "SELECT w.n, (SELECT COALESCE(SUM(e.input_tokens + e.output_tokens), 0)"
-                    "  FROM usage_endpoints AS k CROSS JOIN usage_events AS e"
-                    "  WHERE k.env = ? AND k.endpoint = w.endpoint AND e.endpoint_key = k.key"
-                    "  AND e.ts >= w.start AND e.ts < w.stop)"
-                    " FROM temp.usage_windows AS w ORDER BY w.n",
-                    (env,),
-                ).fetchall()
-                self._execute("DELETE FROM temp.usage_windows")
+                self._execute("DELETE FROM temp.usage_spans")
+                keys = {row[0]: row[1] for row in self._execute(
+                    "SELECT endpoint, key FROM usage_endpoints WHERE env = ?", (env,))}
+                spans = [(n, keys[endpoint], start, stop) for n, (endpoint, start, stop) in enumerate(windows)
+                         if endpoint in keys and start < stop]  # an endpoint without usage sums to 0
+                self._executemany("INSERT INTO temp.usage_spans VALUES (?, ?, ?, ?)", spans)
+                if spans:
+                    first = min(span[2] for span in spans) // USAGE_WEEK_US
+                    last = (max(span[3] for span in spans) - 1) // USAGE_WEEK_US
+                    weeks = [row[0] for row in self._execute(
+                        "SELECT week FROM usage_weeks WHERE week BETWEEN ? AND ? ORDER BY week", (first, last))]
+                    # One pass over each week the windows touch: each event adds to every window of
+                    # its endpoint that holds it, found through the spans' index.
+                    for week in weeks:
+                        for n, total in self._execute(
+                            "SELECT w.n, SUM(e.input_tokens + e.output_tokens)"
+                            f" FROM {_week_table(week)} AS e CROSS JOIN temp.usage_spans AS w"
+                            " ON w.endpoint_key = e.endpoint_key AND e.ts >= w.start AND e.ts < w.stop"
+                            " GROUP BY w.n"
+                        ):
+                            totals[n] += total
+                self._execute("DELETE FROM temp.usage_spans")
                 self._execute("COMMIT")
             except BaseException:
                 self._conn.rollback()
                 raise
-        return [row[1] for row in rows]
+        return totals
 
     def count_usage_events(self, env: str) -> int:
-        return self._read("SELECT COUNT(*) FROM usage_events WHERE env = ?", (env,))[0][0]
+        return self._read("SELECT COUNT(*) FROM usage_ids WHERE env = ?", (env,))[0][0]
 
     def list_quarantine(self, env: str) -> list[QuarantinedEvent]:
         rows = self._read(
