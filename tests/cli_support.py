@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner, Result
 
 from privend.cli import main
@@ -22,3 +26,14 @@ def assert_one_line_error(result: Result, exit_code: int, message: str) -> None:
     assert result.stderr.startswith("error: "), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr, result.stderr
+
+
+REPO_STACKS = Path(__file__).resolve().parent.parent / "stacks"
+
+
+def private_stacks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A copy of the repository's stack files that the CLI reads and writes instead (PRIVEND_STACKS_DIR)."""
+    target = tmp_path / "stacks"
+    shutil.copytree(REPO_STACKS, target)
+    monkeypatch.setenv("PRIVEND_STACKS_DIR", str(target))
+    return target

@@ -14,7 +14,6 @@ that puts a rival's write exactly between a writer's check and its write.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -37,9 +36,8 @@ from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import table_schema
 from privend.spec import build_spec, validate_request
 from tests.thread_support import run_together
-from tests.cli_support import assert_one_line_error, ok, run
+from tests.cli_support import assert_one_line_error, ok, private_stacks, run
 
-REPO_STACKS = Path(__file__).resolve().parent.parent / "stacks"
 TABLE = "privend-admission-test"
 REGION = "us-east-1"
 ACME = "111122223333"
@@ -121,10 +119,7 @@ def no_aws(monkeypatch, tmp_path):
 @pytest.fixture(autouse=True)
 def stacks(monkeypatch, tmp_path) -> Path:
     """A private copy of the stack files, so a test may lower a pool's maxSize."""
-    target = tmp_path / "stacks"
-    shutil.copytree(REPO_STACKS, target)
-    monkeypatch.setenv("PRIVEND_STACKS_DIR", str(target))
-    return target
+    return private_stacks(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ a real client (moto does not implement it for EC2), CloudWatch through moto.
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -26,9 +25,8 @@ from privend.errors import PrivendError
 from privend.fleet import pool_bounds, pools_for, rewrite_pool_bounds
 from privend.quotas import AwsClients
 from privend.registry import open_registry
-from tests.cli_support import assert_one_line_error, ok, run
+from tests.cli_support import assert_one_line_error, ok, private_stacks, run
 
-REPO_STACKS = Path(__file__).resolve().parent.parent / "stacks"
 ACME, GLOBEX = "111122223333", "444455556666"
 MODEL_8B = "meta-llama/Llama-3.1-8B-Instruct"
 MODEL_QWEN = "Qwen/Qwen2.5-7B-Instruct"
@@ -60,10 +58,7 @@ def no_aws(monkeypatch, tmp_path):
 @pytest.fixture(autouse=True)
 def stacks(monkeypatch, tmp_path) -> Path:
     """A private copy of the stack files: `capacity apply` writes here, never into the repository."""
-    target = tmp_path / "stacks"
-    shutil.copytree(REPO_STACKS, target)
-    monkeypatch.setenv("PRIVEND_STACKS_DIR", str(target))
-    return target
+    return private_stacks(monkeypatch, tmp_path)
 
 
 @pytest.fixture
