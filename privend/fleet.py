@@ -282,7 +282,9 @@ def admit_change(registry, cfg: EnvironmentConfig, current: EndpointSpec, spec: 
 
     None when the change does not increase demand (`increases_demand`): such a
     change is never refused for capacity. Otherwise raises InputError with the
-    numbers when the pool cannot hold the fleet with the change at maximum scale.
+    numbers when the pool cannot hold the fleet with the change at maximum scale,
+    unless the pool was over its maxSize already and needs no more nodes with the
+    change than without it.
     """
     if not increases_demand(current, spec):
         return None
@@ -295,9 +297,26 @@ def require_fit(cfg: EnvironmentConfig, plan: CapacityPlan, spec: EndpointSpec,
                 current: EndpointSpec | None = None) -> PoolCapacityFit:
     """The fit of `spec`'s pool in `plan`; InputError with the numbers when it does not fit."""
     fit = pool_fit(plan, spec.pool, endpoint=spec.name)
-    if not fit.fits:
+    if not fit.fits and not _no_worse(plan, spec, current, fit):
         raise InputError(_refusal(cfg, plan, spec, fit, current))
     return fit
+
+
+def _no_worse(plan: CapacityPlan, spec: EndpointSpec, current: EndpointSpec | None, fit: PoolCapacityFit) -> bool:
+    """Whether a change within a pool leaves it needing no more nodes than with the current spec.
+
+    Only matters in a pool already over its maxSize: a change that reshapes an endpoint
+    (4 GPUs x 2 replicas into 1 x 8, say) without asking for more nodes is let through there.
+    """
+    if current is None or current.pool != spec.pool or current.tier != spec.tier:
+        return False
+    pool = plan.pools[spec.pool].pool
+    # Both counted the same way: every node of the pool's largest type, the fewest nodes it can take.
+    single = {pool.name: PoolSpec(pool.name, (fit.largest_type,), pool.capacity_type, 0, pool.max_size)}
+    others = [d for d in plan.demands if d.pool == spec.pool and d.endpoint != spec.name]
+    after = plan_capacity([*others, demand_of(spec)], single).pools[pool.name].max.node_count
+    before = plan_capacity([*others, demand_of(current)], single).pools[pool.name].max.node_count
+    return after <= before
 
 
 def _refusal(cfg: EnvironmentConfig, plan: CapacityPlan, spec: EndpointSpec, fit: PoolCapacityFit,

@@ -443,13 +443,15 @@ def test_changes_that_do_not_add_demand_pass_in_a_pool_already_over_its_max(flee
     assert (specs["chat"]["min_replicas"], specs["chat"]["max_replicas"], specs["chat"]["plan"]) == (1, 2, "scale")
     assert specs["chat"]["model"] == "Qwen/Qwen2.5-7B-Instruct" and specs["big"]["gpus_per_replica"] == 2
 
-    # chat 1 x 2 and big 2 x 2 now fit 2 nodes; with maxSize 1 the pool is over again, and a step up is checked.
+    # chat 1 x 2 and big 2 x 2 now fit 2 nodes; with maxSize 1 the pool is over again, and a step up is checked:
+    # to 1:5 it needs a third node and is refused; to 1:3 it still needs 2 and passes.
     path.write_text(path.read_text().replace("      maxSize: 2\n", "      maxSize: 1\n"))
     before = registry_state()
-    assert_one_line_error(run("endpoint", "scale", "chat", "--replicas", "1:3", "--no-deploy"), 2,
+    assert_one_line_error(run("endpoint", "scale", "chat", "--replicas", "1:5", "--no-deploy"), 2,
                           "endpoint 'chat' does not fit pool 'l4' with this change:")
     assert registry_state() == before
-    ok("endpoint", "scale", "chat", "--replicas", "1:1", "--no-deploy")  # and a step down is not
+    ok("endpoint", "scale", "chat", "--replicas", "1:3", "--no-deploy")
+    ok("endpoint", "scale", "chat", "--replicas", "1:1", "--no-deploy")  # and a step down is never checked
 
 
 def test_moving_to_a_pool_that_cannot_hold_it_is_refused_with_the_new_pools_numbers(monkeypatch):
@@ -496,3 +498,20 @@ def test_increases_demand(change, increases):
     current = build_spec(custom_request("x", gpus=2, replicas=3), tenant, cfg)
     assert increases_demand(current, current.model_copy(update=change)) is increases
     assert increases_demand(current, current) is False
+
+
+def test_a_reshaped_endpoint_that_needs_no_more_nodes_passes_in_a_pool_already_over_its_max(fleet, stacks):
+    # chat 1 x 3 and big 4 x 2: 3 nodes of g6.12xlarge; the operator lowered maxSize to 2.
+    path = stacks / "Pulumi.dev.yaml"
+    path.write_text(path.read_text().replace("      maxSize: 4\n", "      maxSize: 2\n"))
+
+    # big as 2 GPUs x 4: the same 8 GPUs, still 3 nodes with chat: no worse, so recorded.
+    ok("endpoint", "update", "big", "--gpus-per-replica", "2", "--replicas", "1:4", "--no-deploy")
+    spec = {e["name"]: e["spec"] for e in registry_state()}["big"]
+    assert (spec["gpus_per_replica"], spec["max_replicas"]) == (2, 4)
+
+    # 2 GPUs x 5: 13 GPUs in the pool, 4 nodes: worse than the 3 it needs now, so refused.
+    before = registry_state()
+    assert_one_line_error(run("endpoint", "update", "big", "--replicas", "1:5", "--no-deploy"), 2,
+                          "endpoint 'big' does not fit pool 'l4' with this change:")
+    assert registry_state() == before
