@@ -429,7 +429,7 @@ def test_a_rolled_back_batch_gives_no_endpoint_key(tmp_path: Path) -> None:
     execute = registry._execute
 
     def crash_on_insert(sql: str, params: Any = ()) -> Any:
-        if "INSERT OR IGNORE INTO usage_ids" in sql:
+        if "INSERT INTO usage_ids" in sql:
             raise Crash(sql)
         return execute(sql, params)
 

@@ -277,9 +277,9 @@ class SqliteRegistry(Registry):
     """The registry in one SQLite file; safe to share between threads and processes."""
 
     # Usage events per transaction. Ids and times arrive in no order, so a batch of any
-    # size rewrites most pages of the two usage indexes: fewer, larger batches write less
+    # size rewrites most pages of the usage id table: fewer, larger batches write less
     # (100,000 imports faster than 50,000). Two batches in memory (one being collected,
-    # one stored) keep an import's peak near 270 MiB.
+    # one stored) keep an import's peak near 250 MiB.
     usage_batch_size = 100_000
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -300,8 +300,8 @@ class SqliteRegistry(Registry):
         self._conn.row_factory = sqlite3.Row
         try:
             self._execute("PRAGMA foreign_keys = ON")
-            # 16 KiB pages rather than 4: a usage batch rewrites most pages of the two
-            # usage indexes (ids and times arrive in no order), and a quarter as many pages
+            # 16 KiB pages rather than 4: a usage batch rewrites most pages of the usage
+            # id table (ids arrive in no order), and a quarter as many pages
             # make that, its WAL frames and checkpoints cheaper: the import runs 10-15 %
             # faster. Only a new, empty file takes it (before WAL mode is set); an existing
             # registry keeps its page size, and works the same either way.
@@ -590,19 +590,16 @@ class SqliteRegistry(Registry):
                     duplicate += 1
                     continue
                 if names is None:
-                    names = self._usage_endpoint_names(env)
+                    names = {key: name for name, key in self._usage_endpoint_keys(env).items()}
                 incoming = UsageEvent(row[0], names[row[1]], *row[2:5])
                 conflicts.append(conflict_record(incoming, (names[row[5]], *row[6:9]), at))
+            # What stays staged is new: stored once by id (the key refuses a repeat), then in its week.
+            self._executemany("DELETE FROM temp.usage_batch WHERE id = ?", stored)
             accepted = self._execute(
-                "INSERT OR IGNORE INTO usage_ids (env, id, endpoint_key, ts, input_tokens, output_tokens)"
+                "INSERT INTO usage_ids (env, id, endpoint_key, ts, input_tokens, output_tokens)"
                 " SELECT ?, id, endpoint_key, ts, input_tokens, output_tokens FROM temp.usage_batch ORDER BY id",
                 (env,),
             ).rowcount
-            # What stays staged is what was accepted now: those events, and only those, go to their weeks.
-            self._executemany("DELETE FROM temp.usage_batch WHERE id = ?", stored)
-            if accepted != len(unique) - len(stored):
-                raise PrivendError(f"registry {self.path}: usage batch of env {env} stored {accepted} events "
-                                   f"where {len(unique) - len(stored)} were new; nothing recorded")
             self._copy_events_to_weeks("temp.usage_batch")
             # Empty again at commit, as a rollback leaves it too.
             self._execute("DELETE FROM temp.usage_batch")
@@ -616,9 +613,7 @@ class SqliteRegistry(Registry):
         """Give each of `names` without one a key (inside the caller's write transaction); those given now."""
         known = self._usage_keys.get(env)
         if known is None:
-            known = self._usage_keys[env] = {
-                row[0]: row[1] for row in self._execute(
-                    "SELECT endpoint, key FROM usage_endpoints WHERE env = ?", (env,))}
+            known = self._usage_keys[env] = self._usage_endpoint_keys(env)
         added: dict[str, int] = {}
         for name in sorted(names - known.keys()):
             # Another process may have given it a key since this one last looked.
@@ -627,10 +622,10 @@ class SqliteRegistry(Registry):
                 "SELECT key FROM usage_endpoints WHERE env = ? AND endpoint = ?", (env, name)).fetchone()[0]
         return added
 
-    def _usage_endpoint_names(self, env: str) -> dict[int, str]:
-        """key -> name of every endpoint of `env` given a key, read in the caller's transaction."""
+    def _usage_endpoint_keys(self, env: str) -> dict[str, int]:
+        """name -> key of every endpoint of `env` given a key, read in the caller's transaction."""
         return {row[0]: row[1] for row in self._execute(
-            "SELECT key, endpoint FROM usage_endpoints WHERE env = ?", (env,))}
+            "SELECT endpoint, key FROM usage_endpoints WHERE env = ?", (env,))}
 
     def _insert_quarantine(self, env: str, records: Sequence[QuarantinedEvent]) -> None:
         if not records:
@@ -671,8 +666,7 @@ class SqliteRegistry(Registry):
             self._execute("BEGIN")  # one snapshot for every window
             try:
                 self._execute("DELETE FROM temp.usage_spans")
-                keys = {row[0]: row[1] for row in self._execute(
-                    "SELECT endpoint, key FROM usage_endpoints WHERE env = ?", (env,))}
+                keys = self._usage_endpoint_keys(env)
                 spans = [(n, keys[endpoint], start, stop) for n, (endpoint, start, stop) in enumerate(windows)
                          if endpoint in keys and start < stop]  # an endpoint without usage sums to 0
                 self._executemany("INSERT INTO temp.usage_spans VALUES (?, ?, ?, ?)", spans)
