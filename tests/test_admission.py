@@ -23,7 +23,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 
 import privend.endpoints
 import privend.fleet
@@ -35,7 +34,7 @@ from privend.registry import ConflictError, Endpoint, SubscriptionSegment, Tenan
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import table_schema
 from privend.spec import build_spec, validate_request
-from tests.thread_support import run_together
+from tests.thread_support import moto_one_request_at_a_time, run_together
 from tests.cli_support import assert_one_line_error, ok, private_stacks, run
 
 TABLE = "privend-admission-test"
@@ -131,18 +130,7 @@ def no_policy_check(monkeypatch):
 @pytest.fixture
 def moto_dynamodb(monkeypatch):
     """moto's DynamoDB answering one request at a time, as DynamoDB applies each request atomically."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    lock = threading.Lock()
-    handle_request = BotocoreStubber.process_request
-
-    def one_at_a_time(self, request):
-        with lock:
-            return handle_request(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+    moto_one_request_at_a_time(monkeypatch, REGION)
     # Every CLI command opens a registry and so a client: one session (made here, in the main
     # thread, like every client of these tests) loads DynamoDB's service model once, not each time.
     session = boto3.session.Session()
@@ -215,16 +203,20 @@ def test_two_creators_released_together_after_both_passed_the_check_one_wins(nea
             registry.delete_endpoint("dev", winner, expected_version=1)
 
 
-def test_create_that_a_rival_overtakes_between_check_and_write_is_refused_with_the_numbers(nearly_full, monkeypatch):
+def rival_creates_before_the_write(monkeypatch, name: str = "early") -> None:
+    """`endpoint create` passes its check; before it writes, another operator's create of `name` lands."""
     quota_step = privend.fleet.endpoint_quota_notice
 
     def rival_records_first(admission, cfg, *, strict):
-        # `endpoint create late` has passed its check; before it writes, another operator's create lands.
         with open_registry() as registry:
-            create_admitted(registry, "early")
+            create_admitted(registry, name)
         return quota_step(admission, cfg, strict=strict)
 
     monkeypatch.setattr(privend.fleet, "endpoint_quota_notice", rival_records_first)
+
+
+def test_create_that_a_rival_overtakes_between_check_and_write_is_refused_with_the_numbers(nearly_full, monkeypatch):
+    rival_creates_before_the_write(monkeypatch)
     result = run("endpoint", "create", "late", "--tenant", "acme", *CUSTOM_4GPU, "--replicas", "1:1", "--no-deploy")
 
     assert_one_line_error(result, 2, refusal_of("late", 1, 20, 5, 4)[len("InputError: "):])
@@ -236,14 +228,7 @@ def test_create_that_a_rival_overtakes_between_check_and_write_is_refused_with_t
 def test_create_that_still_fits_after_a_rival_got_in_is_recorded(backend, monkeypatch):
     with open_registry() as registry:
         record(registry, "base", gpus=4, replicas=2)  # 8 GPUs: room for two more 4-GPU replicas
-    quota_step = privend.fleet.endpoint_quota_notice
-
-    def rival_records_first(admission, cfg, *, strict):
-        with open_registry() as registry:
-            create_admitted(registry, "early")
-        return quota_step(admission, cfg, strict=strict)
-
-    monkeypatch.setattr(privend.fleet, "endpoint_quota_notice", rival_records_first)
+    rival_creates_before_the_write(monkeypatch)
     ok("endpoint", "create", "late", "--tenant", "acme", *CUSTOM_4GPU, "--replicas", "1:1", "--no-deploy")
     assert names() == ["base", "early", "late"]
 

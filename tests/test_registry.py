@@ -13,7 +13,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -28,7 +27,6 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 from pydantic import ValidationError
 
 from privend.billing.suspension import needs_deploy
@@ -47,7 +45,7 @@ from privend.registry import (
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import DynamoRegistry, table_schema
 from privend.registry.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteRegistry
-from tests.thread_support import run_together
+from tests.thread_support import moto_one_request_at_a_time, run_together
 
 ENV = "dev"
 TABLE = "privend-registry-test"
@@ -98,27 +96,10 @@ class Store:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """moto's DynamoDB with fake credentials, answering one request at a time.
-
-    DynamoDB applies each request atomically; moto does not lock its backend, so
-    two threads' transactions could interleave inside moto and make it, not the
-    registry, decide who wins. Serialising moto's request handling restores the
-    per-request atomicity the registry's conditions rely on.
-    """
+    """moto's DynamoDB with fake credentials, answering one request at a time (see moto_one_request_at_a_time)."""
     for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    lock = threading.Lock()
-    handle_request = BotocoreStubber.process_request
-
-    def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return handle_request(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+    moto_one_request_at_a_time(monkeypatch, REGION)
     with mock_aws():
         dynamodb_client().create_table(TableName=TABLE, **table_schema())
         yield
