@@ -295,45 +295,44 @@ def admit_change(registry, cfg: EnvironmentConfig, current: EndpointSpec, spec: 
 
 def require_fit(cfg: EnvironmentConfig, plan: CapacityPlan, spec: EndpointSpec,
                 current: EndpointSpec | None = None) -> PoolCapacityFit:
-    """The fit of `spec`'s pool in `plan`; InputError with the numbers when it does not fit."""
-    fit = pool_fit(plan, spec.pool, endpoint=spec.name)
-    if not fit.fits and not _no_worse(plan, spec, current, fit):
-        raise InputError(_refusal(cfg, plan, spec, fit, current))
-    return fit
+    """The fit of `spec`'s pool in `plan`; InputError with the numbers when it does not fit.
 
-
-def _no_worse(plan: CapacityPlan, spec: EndpointSpec, current: EndpointSpec | None, fit: PoolCapacityFit) -> bool:
-    """Whether a change within a pool leaves it needing no more nodes than with the current spec.
-
-    Only matters in a pool already over its maxSize: a change that reshapes an endpoint
-    (4 GPUs x 2 replicas into 1 x 8, say) without asking for more nodes is let through there.
+    A change within a pool already over its maxSize is let through when the pool needs
+    no more nodes with it than with the current spec (4 GPUs x 2 replicas reshaped into
+    2 x 4, say); both counts are of the pool's largest type, the fewest nodes it can take.
     """
-    if current is None or current.pool != spec.pool or current.tier != spec.tier:
-        return False
+    fit = pool_fit(plan, spec.pool, endpoint=spec.name)
+    if fit.fits:
+        return fit
+    within = current is not None and current.pool == spec.pool
+    before = _nodes_on_largest(plan, spec, fit, current if within else None)
+    if within and current.tier == spec.tier and fit.fewest_nodes <= before:
+        return fit
+    raise InputError(_refusal(cfg, plan, spec, fit, before, within))
+
+
+def _nodes_on_largest(plan: CapacityPlan, spec: EndpointSpec, fit: PoolCapacityFit,
+                      current: EndpointSpec | None) -> int:
+    """Nodes of the pool's largest type that its other endpoints (and `current`, if given) need at max scale."""
     pool = plan.pools[spec.pool].pool
-    # Both counted the same way: every node of the pool's largest type, the fewest nodes it can take.
-    single = {pool.name: PoolSpec(pool.name, (fit.largest_type,), pool.capacity_type, 0, pool.max_size)}
-    others = [d for d in plan.demands if d.pool == spec.pool and d.endpoint != spec.name]
-    after = plan_capacity([*others, demand_of(spec)], single).pools[pool.name].max.node_count
-    before = plan_capacity([*others, demand_of(current)], single).pools[pool.name].max.node_count
-    return after <= before
+    demands = [d for d in plan.demands if d.pool == spec.pool and d.endpoint != spec.name]
+    if current is not None:
+        demands.append(demand_of(current))
+    if not demands:
+        return 0
+    single = PoolSpec(pool.name, (fit.largest_type,), pool.capacity_type, 0, pool.max_size)
+    return plan_capacity(demands, {pool.name: single}).pools[pool.name].max.node_count
 
 
 def _refusal(cfg: EnvironmentConfig, plan: CapacityPlan, spec: EndpointSpec, fit: PoolCapacityFit,
-             current: EndpointSpec | None = None) -> str:
-    catalog = gpu_catalog()
+             nodes_before: int, within: bool) -> str:
     pool = spec.pool
-    others = [d for d in plan.demands if d.pool == pool and d.endpoint != spec.name]
-    largest = catalog.get(fit.largest_type)
-    single = PoolSpec(pool, (largest.name,), plan.pools[pool].pool.capacity_type, 0, fit.max_size)
-    if current is not None and current.pool == pool:
-        # A change within the pool: compare with the pool as it is, the endpoint at its current spec.
-        now = [*others, demand_of(current)]
+    largest = gpu_catalog().get(fit.largest_type)
+    if within:
+        # A change within the pool: compared with the pool as it is, the endpoint at its current spec.
         subject, before = f"does not fit pool {pool!r} with this change", "with its current spec"
     else:
-        now = others
         subject, before = f"does not fit pool {pool!r}", "without it"
-    nodes_before = plan_capacity(now, {pool: single}).pools[pool].max.node_count if now else 0
     gpus = sum(d.gpus_per_replica * d.max_replicas for d in plan.demands if d.pool == pool)
     return (
         f"endpoint {spec.name!r} {subject}: at max scale ({spec.gpus_per_replica} GPU(s) x "
