@@ -34,7 +34,7 @@ from privend.billing.usage import (
     check_event,
 )
 from privend.registry import Registry
-from privend.registry.billing import from_us, to_us
+from privend.registry.billing import BillingSubscription, from_us, to_us
 
 NAMESPACE = "PrivateEndpoint/Usage"
 METRICS = ("InputTokens", "OutputTokens")
@@ -93,14 +93,14 @@ def pack_calls(ranges: dict[tuple[int, int], list[MetricQuery]]) -> list[Call]:
 
 
 def plan_pull(
-    registry: Registry, env: str, period: str, now: datetime, settle: timedelta
+    subscriptions: Iterable[BillingSubscription], period: str, now: datetime, settle: timedelta
 ) -> tuple[list[Call], int]:
     """The GetMetricData calls `pull_usage` makes, without making them, and the data points
     the period needs (each endpoint's own hours): what the lower bound is computed from."""
     check_period(period)
     settled = to_us(now - settle) // HOUR_US * HOUR_US
     ranges: dict[tuple[int, int], list[MetricQuery]] = defaultdict(list)
-    for subscription in registry.list_billing_subscriptions(env):
+    for subscription in subscriptions:
         start, end = period_bounds(period, subscription.billing_timezone)
         # Whole UTC hours whose start lies in the period and that are settled.
         first = -(-start // HOUR_US) * HOUR_US
@@ -186,13 +186,14 @@ def pull_usage(
     region: str | None = None,
     client: Any = None,
 ) -> PullResult:
-    calls, needed_points = plan_pull(registry, env, period, now, settle)
+    subscriptions = registry.list_billing_subscriptions(env)  # read once: for the calls and the checks
+    calls, needed_points = plan_pull(subscriptions, period, now, settle)
     if client is None:
         import boto3
 
         client = boto3.session.Session().client("cloudwatch", region_name=region)
     sums, made = fetch(client, env, calls)
-    index = SubscriptionIndex.of(registry, env)
+    index = SubscriptionIndex(subscriptions)
     writer = UsageWriter(registry, env, now)
     now_us = to_us(now + FUTURE_TOLERANCE)
     result = PullResult(writer.summary, calls=made, queries=sum(len(c.queries) for c in calls),
