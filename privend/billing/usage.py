@@ -144,11 +144,7 @@ def read_event(line: str, index: SubscriptionIndex, now_us: int) -> UsageEvent |
     try:
         return check_event(_fast_loads(line), index, now_us)
     except (ValueError, Rejected):
-        return _read_with_json(line, index, now_us)
-
-
-def _read_with_json(line: str, index: SubscriptionIndex, now_us: int) -> UsageEvent | None:
-    """`read_event` for a line orjson refused or the checks rejected: json decides."""
+        pass
     try:
         data = json.loads(line)
     except ValueError:
@@ -253,21 +249,16 @@ def import_usage(
     index = SubscriptionIndex.of(registry, env)
     now_us = to_us(now + FUTURE_TOLERANCE)
     writer = UsageWriter(registry, env, now, on_batch)
-    add, check, loads = writer.event, check_event, _fast_loads
+    add = writer.event
     try:
         for number, line in enumerate(lines, start=1):
-            # read_event's two steps, the first inlined: one call less per line on the hot path.
             try:
-                event = check(loads(line), index, now_us)
-            except (ValueError, Rejected):
-                try:
-                    event = _read_with_json(line, index, now_us)
-                except Rejected as rejected:
-                    writer.reject(rejected, line.rstrip("\r\n"), f"{source}:{number}" if source else f"line {number}")
-                    continue
-                if event is None:
-                    continue
-            add(event)
+                event = read_event(line, index, now_us)
+            except Rejected as rejected:
+                writer.reject(rejected, line.rstrip("\r\n"), f"{source}:{number}" if source else f"line {number}")
+                continue
+            if event is not None:
+                add(event)
     except BaseException:
         # Stop: the batch in flight finishes (or fails) whole; the one being collected is dropped.
         writer._events, writer._quarantine = UsageBatch(), []
