@@ -27,7 +27,7 @@ import yaml
 from privend.billing.agent_config import render_agent_config
 from privend.config import EnvironmentConfig
 from privend.nodes import POOL_LABEL, SYSTEM_POOL
-from privend.render import METERING_COLLECTOR_LABELS, METERING_NAMESPACE
+from privend.render import METERING_COLLECTOR_LABELS, METERING_NAMESPACE, RESTRICTED_POD_SECURITY
 from privend.versions import CLOUDWATCH_AGENT_IMAGE
 
 NAMESPACE = METERING_NAMESPACE
@@ -108,13 +108,7 @@ def _meta(name: str, **extra) -> dict[str, Any]:
 
 
 def namespace() -> dict[str, Any]:
-    labels = {
-        **LABELS,
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/warn": "restricted",
-    }
+    labels = {**LABELS, **RESTRICTED_POD_SECURITY}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}
 
 

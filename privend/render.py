@@ -138,15 +138,17 @@ def vllm_container_args(spec: EndpointSpec, engine: EngineImage, cache_dir: str)
     return args, env
 
 
+# Pod Security Standard "restricted", enforced, not only audited: the labels of every namespace privend makes.
+RESTRICTED_POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+
 def namespace(ctx: RenderContext) -> dict:
-    labels = {
-        **ctx.labels,
-        # Pod Security Standard "restricted", enforced, not only audited.
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/warn": "restricted",
-    }
+    labels = {**ctx.labels, **RESTRICTED_POD_SECURITY}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ctx.names.namespace, "labels": labels}}
 
 
