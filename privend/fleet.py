@@ -256,9 +256,10 @@ def admit_endpoint(registry, cfg: EnvironmentConfig, request) -> Admission | Non
     env = cfg.environment
     tenant = registry.get_tenant(env, request.tenant)
     spec = build_spec(request, tenant_spec(tenant), cfg)
-    if any(e.name == spec.name for e in registry.list_endpoints(env)):
+    endpoints = registry.list_endpoints(env)
+    if any(e.name == spec.name for e in endpoints):
         return None
-    plan = capacity_for(env, registry, cfg, spec)
+    plan = plan_capacity(demands_of(endpoints, spec), pools_for(cfg))
     fit = require_fit(cfg, plan, spec)
     return Admission(spec=spec, plan=plan, fit=fit, estimate=estimate_for(plan, cfg))
 
