@@ -9,7 +9,6 @@ naming the file, the key and the reason.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +21,12 @@ from privend import versions
 from privend.catalog import gpu_catalog
 from privend.errors import InputError
 from privend.netplan import MAX_AZS, MAX_VPC_PREFIX, MIN_VPC_PREFIX
+from privend.settings import stacks_dir
+from privend.values import ENV_NAME_MAX, CapacityType
+from privend.values import check_dns_label as dns_label
 
 NAMESPACE = "privend"
-ENVIRONMENTS_DIR_ENV = "PRIVEND_STACKS_DIR"
-DNS1123_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 POOL_NAME_MAX = 20  # pool names end up inside node group, IAM role and label names
-ENV_NAME_MAX = 12  # env names prefix every AWS name; see privend.naming
 TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
 RESERVED_TAG_KEYS = {"environment", "managed-by"}
 # Keys that may only be stored as Pulumi secrets (`pulumi config set --secret`).
@@ -36,15 +35,6 @@ SECRET_KEYS = {"hfToken": "the Hugging Face token"}
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-
-def dns_label(value: str, what: str, max_len: int) -> str:
-    """`value` if it is a DNS-1123 label of at most `max_len` characters, else ValueError naming `what`."""
-    if len(value) > max_len:
-        raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
-    if not DNS1123_LABEL.match(value):
-        raise ValueError(f"{what} {value!r} must be lowercase letters, digits and '-', starting with a letter")
-    return value
 
 
 class ApiAccess(_Model):
@@ -108,7 +98,7 @@ class GpuPool(_Scaling):
 
     name: str
     instance_types: list[str] = Field(min_length=1)
-    capacity_type: Literal["on-demand", "spot"] = "on-demand"
+    capacity_type: CapacityType = "on-demand"
     disk_size_gib: int = Field(default=200, ge=50, le=16384, alias="diskSizeGiB")
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -253,19 +243,8 @@ class EnvironmentConfig(_Model):
         return {"environment": self.environment, "managed-by": "privend", **self.cost_tags}
 
 
-def stacks_dir() -> Path:
-    """Where the stack files live: `PRIVEND_STACKS_DIR`, else `./stacks`, else the project's `stacks/`."""
-    override = os.environ.get(ENVIRONMENTS_DIR_ENV)
-    if override:
-        return Path(override)
-    local = Path.cwd() / "stacks"
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parent.parent / "stacks"
-
-
-def stack_file(env: str) -> Path:
-    return stacks_dir() / f"Pulumi.{env}.yaml"
+def stack_file(env: str, directory: Path | None = None) -> Path:
+    return stacks_dir(directory) / f"Pulumi.{env}.yaml"
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -333,13 +312,13 @@ def namespace_values(config: dict[str, Any]) -> dict[str, Any]:
     return {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
 
 
-def load_environment(env: str) -> EnvironmentConfig:
-    """Load and validate `stacks/Pulumi.<env>.yaml`."""
+def load_environment(env: str, directory: Path | None = None) -> EnvironmentConfig:
+    """Load and validate `Pulumi.<env>.yaml` from the stack files' directory (see `stacks_dir`)."""
     _dns_label_or_input_error(env)
-    path = stack_file(env)
-    shown = _display_path(path)
+    path = stack_file(env, directory)
+    shown = display_path(path)
     if not path.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir().glob("Pulumi.*.yaml"))
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir(directory).glob("Pulumi.*.yaml"))
         raise InputError(f"environment {env!r} has no stack file {shown} (environments: {', '.join(known) or 'none'})")
     try:
         document = yaml.safe_load(path.read_text()) or {}
@@ -360,7 +339,8 @@ def _dns_label_or_input_error(env: str) -> None:
         raise InputError(str(exc)) from None
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """`path` relative to the working directory where it lies below it, as messages show files."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:

@@ -7,7 +7,6 @@ one line when either is missing.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Protocol
 
 from privend.config import EnvironmentConfig
 from privend.errors import PrivendError
+from privend.settings import Settings
 from privend.spec import EndpointSpec
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -41,22 +41,20 @@ class Deployer(Protocol):
     def destroy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome: ...
 
 
-def home_dir() -> Path:
-    return Path(os.environ.get("PRIVEND_HOME") or ".privend")
-
-
-def backend_url() -> str:
+def backend_url(settings: Settings) -> str:
     """PULUMI_BACKEND_URL, else the embedded default: a file backend under PRIVEND_HOME/state."""
-    url = os.environ.get("PULUMI_BACKEND_URL")
-    if url:
-        return url
-    state = home_dir().resolve() / "state"
+    if settings.pulumi_backend_url:
+        return settings.pulumi_backend_url
+    state = settings.home.resolve() / "state"
     state.mkdir(parents=True, exist_ok=True)
     return f"file://{state}"
 
 
 class AutomationDeployer:
     """Runs `pulumi up`/`destroy` of `<env>-<endpoint>` stacks with the endpoint program inline."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     def check(self) -> None:
         if shutil.which("pulumi") is None:
@@ -75,24 +73,24 @@ class AutomationDeployer:
 
         def program():
             token = pulumi.Config("privend").get_secret("hfToken")
-            outputs = endpoint_program(spec, cfg, hf_token=token)
+            outputs = endpoint_program(spec, cfg, hf_token=token, org=settings.pulumi_org)
             for key, value in outputs.items():
                 pulumi.export(key, value)
 
+        settings = self.settings
         stack = auto.create_or_select_stack(
             stack_name=endpoint_names(cfg.environment, spec.name).stack,
             project_name=PROJECT,
             program=program,
             opts=auto.LocalWorkspaceOptions(
                 project_settings=auto.ProjectSettings(name=PROJECT, runtime="python",
-                                                      backend=auto.ProjectBackend(url=backend_url())),
-                env_vars={"PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", "")},
+                                                      backend=auto.ProjectBackend(url=backend_url(settings))),
+                env_vars={"PULUMI_CONFIG_PASSPHRASE": settings.config_passphrase.reveal()},
             ),
         )
         stack.set_config("aws:region", auto.ConfigValue(cfg.region))
-        token = os.environ.get("HF_TOKEN")
-        if token:
-            stack.set_config("privend:hfToken", auto.ConfigValue(token, secret=True))
+        if settings.hf_token is not None:
+            stack.set_config("privend:hfToken", auto.ConfigValue(settings.hf_token.reveal(), secret=True))
         return stack
 
     def deploy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome:
@@ -117,5 +115,5 @@ class AutomationDeployer:
         return DeployOutcome(True, result.summary.result, {})
 
 
-def default_deployer() -> Deployer:
-    return AutomationDeployer()
+def default_deployer(settings: Settings) -> Deployer:
+    return AutomationDeployer(settings)

@@ -6,31 +6,30 @@ engine runs it under mocks; both read the platform through a StackReference.
 
 from __future__ import annotations
 
-import os
-
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.endpoint import Endpoint, EndpointArgs
 from privend.config import EnvironmentConfig
+from privend.settings import DEFAULT_PULUMI_ORG
 from privend.spec import EndpointSpec
 
 PROJECT = "private-endpoint"
-ORG_ENV = "PRIVEND_PULUMI_ORG"
 
 
-def platform_stack_ref(env: str) -> str:
+def platform_stack_ref(env: str, org: str = DEFAULT_PULUMI_ORG) -> str:
     """Fully qualified name of the platform stack (`organization` is the file backend's org)."""
-    return f"{os.environ.get(ORG_ENV, 'organization')}/{PROJECT}/{env}"
+    return f"{org}/{PROJECT}/{env}"
 
 
 def endpoint_tags(cfg: EnvironmentConfig, spec: EndpointSpec) -> dict[str, str]:
     return {**cfg.tags(), "privend.io/tenant": spec.tenant, "privend.io/endpoint": spec.name}
 
 
-def endpoint_program(spec: EndpointSpec, cfg: EnvironmentConfig, hf_token: pulumi.Input[str] | None = None) -> dict:
-    platform = pulumi.StackReference(platform_stack_ref(cfg.environment))
+def endpoint_program(spec: EndpointSpec, cfg: EnvironmentConfig, hf_token: pulumi.Input[str] | None = None,
+                     org: str = DEFAULT_PULUMI_ORG) -> dict:
+    platform = pulumi.StackReference(platform_stack_ref(cfg.environment, org))
     aws_provider = aws.Provider("aws", region=cfg.region)
     k8s_provider = k8s.Provider("k8s", kubeconfig=platform.require_output("kubeconfig"),
                                 enable_server_side_apply=True)

@@ -39,8 +39,6 @@ def cluster_name(env: str) -> str:
     return bounded_name("eks-cluster", "privend", env)
 
 
-TENANT_NAME_MAX = 20
-ENDPOINT_NAME_MAX = 24
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from privend.config import EnvironmentConfig, load_environment
+from privend.config import EnvironmentConfig
+from privend.errors import PolicyViolation
+from privend.naming import endpoint_names
 from privend.offline import OfflineCloud, StackPlan, run_program
+from privend.policy import evaluate, mandatory
+from privend.spec import EndpointSpec
 
 
 def plan_platform(cfg: EnvironmentConfig) -> StackPlan:
-    from privend.platform import platform_program  # imports the Pulumi SDKs; keep `privend --help` fast
+    from privend.platform import platform_program  # imports the Pulumi SDKs: only when a plan is made
 
     return run_program(lambda: platform_program(cfg), stack=cfg.environment, cloud=OfflineCloud(cfg.region))
 
@@ -32,11 +36,8 @@ def cached_platform_plan(cfg: EnvironmentConfig) -> StackPlan:
     return _platform_cache[key]
 
 
-def check_endpoint_policy(spec, cfg: EnvironmentConfig) -> None:
+def check_endpoint_policy(spec: EndpointSpec, cfg: EnvironmentConfig) -> None:
     """Refuse a spec whose endpoint stack would violate a mandatory guardrail (exit code 3)."""
-    from privend.errors import PolicyViolation
-    from privend.policy import evaluate, mandatory
-
     plan = plan_endpoint(spec, cfg, cached_platform_plan(cfg))
     blocking = mandatory(evaluate([plan], cfg, include_config=False))
     if blocking:
@@ -45,29 +46,13 @@ def check_endpoint_policy(spec, cfg: EnvironmentConfig) -> None:
         raise PolicyViolation(f"endpoint {spec.name!r} violates {first.rule}: {first.message}{more}; fix: {first.fix}")
 
 
-def plan_environment(env: str, endpoint: str | None = None, specs: list | None = None) -> list[StackPlan]:
-    """The platform stack and every endpoint stack of `env` (only `endpoint`'s when given).
-
-    Endpoints come from the registry unless `specs` is given. Endpoints marked for
-    deletion are left out: their stacks are about to be destroyed.
-    """
-    cfg = load_environment(env)
-    platform = plan_platform(cfg)
-    if specs is None:
-        specs = registered_specs(env, endpoint)
-    plans = [] if endpoint else [platform]
-    plans += [plan_endpoint(spec, cfg, platform) for spec in specs]
+def plan_environment(cfg: EnvironmentConfig, specs: Iterable[EndpointSpec], *,
+                     platform: bool = True) -> list[StackPlan]:
+    """The platform stack (unless `platform` is False) and the endpoint stack of each spec, offline."""
+    platform_plan = plan_platform(cfg)
+    plans = [platform_plan] if platform else []
+    plans += [plan_endpoint(spec, cfg, platform_plan) for spec in specs]
     return plans
-
-
-def registered_specs(env: str, endpoint: str | None = None) -> list:
-    from privend.endpoints import spec_of
-    from privend.registry import open_registry
-
-    with open_registry() as registry:
-        if endpoint:
-            return [spec_of(registry.get_endpoint(env, endpoint))]
-        return [spec_of(e) for e in registry.list_endpoints(env) if e.status != "deleting"]
 
 
 def plan_json(plans: Iterable[StackPlan]) -> str:
@@ -109,12 +94,13 @@ def render_table(plans: list[StackPlan], console: Console) -> None:
 OFFLINE_HF_TOKEN = "offline-placeholder-token"
 
 
-def plan_endpoint(spec, cfg: EnvironmentConfig, platform: StackPlan) -> StackPlan:
+def plan_endpoint(spec: EndpointSpec, cfg: EnvironmentConfig, platform: StackPlan) -> StackPlan:
     """Plan one endpoint stack against an (offline) platform plan."""
+    # The Pulumi SDKs take most of a second to import; `privend --help` and the
+    # registry commands never pay for them.
     import pulumi
 
     from privend.endpoint_program import endpoint_program, platform_stack_ref
-    from privend.naming import endpoint_names
 
     cloud = OfflineCloud(cfg.region, stack_outputs={platform_stack_ref(cfg.environment): platform.outputs})
     return run_program(

@@ -61,9 +61,9 @@ def _resources(plan: StackPlan) -> list[rules.Resource]:
                            secret_paths=frozenset(r.secret_paths)) for r in plan.resources]
 
 
-def config_violations(env: str) -> list[Violation]:
+def config_violations(env: str, stacks_dir: Path | None = None) -> list[Violation]:
     """Secrets stored as plain text in the stack file (the engine never shows a pack the config)."""
-    path = stack_file(env)
+    path = stack_file(env, stacks_dir)
     document = yaml.safe_load(path.read_text()) or {}
     raw = namespace_values(document.get("config") or {})
     found = []
@@ -76,11 +76,12 @@ def config_violations(env: str) -> list[Violation]:
     return found
 
 
-def evaluate(plans: Iterable[StackPlan], cfg: EnvironmentConfig, include_config: bool = True) -> list[Violation]:
+def evaluate(plans: Iterable[StackPlan], cfg: EnvironmentConfig, include_config: bool = True,
+             stacks_dir: Path | None = None) -> list[Violation]:
     plans = list(plans)
     ctx = context_for(cfg)
     levels = enforcement_levels()
-    found: list[Violation] = config_violations(cfg.environment) if include_config else []
+    found: list[Violation] = config_violations(cfg.environment, stacks_dir) if include_config else []
     by_stack = {plan.stack: _resources(plan) for plan in plans}
     for rule in rules.RULES:
         level = levels[rule.name]

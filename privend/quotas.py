@@ -7,6 +7,15 @@ to the account (Service Quotas; AWS's default when nothing was ever applied) les
 what is running now (CloudWatch usage metrics). `request_increases` files
 increase requests for the shortfall, never while one is already open.
 
+What an environment counts
+- `quota check` asks whether the account can run every pool at its configured
+  maxSize, the most the cluster autoscaler may reach, with nodes of the pool's
+  largest type (by vCPUs): a node group that mixes types may launch any of them.
+- `endpoint create` asks whether the fleet with the new endpoint, at maximum
+  scale as planned, fits the quota its pool counts against. Usage counts
+  everything running in the account and region, this environment's nodes
+  included, so both checks err towards warning.
+
 Definitions
 - needed: the sum over pools of nodes at maximum scale x vCPUs of their type.
 - usage: the maximum, over the last hour, of the quota's usage metric
@@ -25,17 +34,19 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import boto3
-from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from privend.admission import Admission
 from privend.capacity import CapacityPlan
 from privend.catalog import GpuCatalog, gpu_catalog
+from privend.config import EnvironmentConfig
 from privend.errors import PrivendError
 
 SERVICE_CODE = "ec2"
@@ -57,6 +68,15 @@ USAGE_CLASS = {
 OPEN_REQUEST_STATUSES = frozenset({"PENDING", "CASE_OPENED"})
 
 Status = Literal["ok", "insufficient", "quota-zero"]
+
+NO_CREDENTIALS = (
+    "quota check needs AWS credentials and found none "
+    "(set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+)
+
+
+class MissingCredentials(PrivendError):
+    """No AWS credentials in this shell: quota checks cannot run (exit code 1)."""
 
 
 @dataclass(frozen=True)
@@ -310,3 +330,103 @@ def _aws_errors() -> Iterator[None]:
         raise PrivendError(
             f"quota check failed: {exc.operation_name}: {error.get('Code')}: {error.get('Message')}"
         ) from None
+
+
+# ---------------------------------------------------------------------------
+# An environment's pools and endpoints against the quotas
+
+
+@dataclass(frozen=True)
+class QuotaBasis:
+    """What one pool counts against its EC2 vCPU quota: maxSize nodes of its largest type."""
+
+    pool: str
+    instance_type: str
+    capacity_type: str
+    max_size: int
+    vcpus_per_node: int
+    quota_code: str
+
+    @property
+    def vcpus(self) -> int:
+        return self.max_size * self.vcpus_per_node
+
+    def to_dict(self) -> dict:
+        return {
+            "pool": self.pool,
+            "instance_type": self.instance_type,
+            "capacity_type": self.capacity_type,
+            "max_size": self.max_size,
+            "vcpus_per_node": self.vcpus_per_node,
+            "vcpus": self.vcpus,
+            "quota_code": self.quota_code,
+        }
+
+
+def quota_basis(cfg: EnvironmentConfig) -> list[QuotaBasis]:
+    """Per pool, the nodes the autoscaler may reach (maxSize) of the type with the most vCPUs."""
+    catalog = gpu_catalog()
+    result = []
+    for pool in cfg.gpu_pools:
+        biggest = max((catalog.get(t) for t in pool.instance_types), key=lambda it: (it.vcpus, it.name))
+        result.append(QuotaBasis(pool.name, biggest.name, pool.capacity_type, pool.max_size, biggest.vcpus,
+                                 biggest.quota_code_for(pool.capacity_type)))
+    return result
+
+
+def pool_nodes_for_quota(basis: Iterable[QuotaBasis]) -> list[PoolNodes]:
+    return [PoolNodes(b.pool, b.instance_type, b.capacity_type, b.max_size) for b in basis]
+
+
+def aws_clients(cfg: EnvironmentConfig) -> AwsClients:
+    """Service Quotas and CloudWatch clients in the environment's region; MissingCredentials when there are none."""
+    try:
+        session = boto3.Session(region_name=cfg.region)
+        if session.get_credentials() is None:
+            raise MissingCredentials(NO_CREDENTIALS)
+        return AwsClients(service_quotas=session.client("service-quotas"), cloudwatch=session.client("cloudwatch"))
+    except BotoCoreError as exc:
+        raise PrivendError(f"quota check cannot use the AWS configuration: {exc}") from None
+
+
+def endpoint_quota_verdicts(admission: Admission, cfg: EnvironmentConfig, clients: AwsClients) -> list[QuotaVerdict]:
+    """Verdicts for the quota codes the new endpoint's pool counts against, for the planned fleet at max scale."""
+    catalog = gpu_catalog()
+    pool = cfg.pool(admission.spec.pool)
+    codes = {catalog.get(t).quota_code_for(pool.capacity_type) for t in pool.instance_types}
+    nodes = [
+        n for n in pool_nodes_at_max_scale(admission.plan)
+        if catalog.get(n.instance_type).quota_code_for(n.capacity_type) in codes
+    ]
+    return check_quotas(nodes, clients)
+
+
+def endpoint_quota_notice(admission: Admission, cfg: EnvironmentConfig, *, strict: bool,
+                          clients: Callable[[EnvironmentConfig], AwsClients] = aws_clients) -> str | None:
+    """The quota step of `endpoint create`: a one-line note or warning to print, or None when all is well.
+
+    With `strict`, a shortfall, missing credentials or a failed check raise
+    PrivendError (exit code 1) instead: the request is valid, the account is not ready.
+    """
+    name = admission.spec.name
+    try:
+        verdicts = endpoint_quota_verdicts(admission, cfg, clients(cfg))
+    except MissingCredentials:
+        if strict:
+            raise PrivendError(
+                f"--strict-quota: cannot check EC2 vCPU quotas for endpoint {name!r}: no AWS credentials found "
+                "(set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); nothing recorded"
+            ) from None
+        return "note: EC2 vCPU quota check skipped: no AWS credentials (run `privend quota check` where there are)"
+    except PrivendError as exc:
+        if strict:
+            raise PrivendError(f"--strict-quota: {exc}; nothing recorded") from None
+        return f"warning: EC2 vCPU quota check skipped: {exc}"
+    short = [v for v in verdicts if v.shortfall]
+    if not short:
+        return None
+    detail = "; ".join(v.message for v in short)
+    hint = f"request more with `privend quota check --env {cfg.environment} --request-increase`"
+    if strict:
+        raise PrivendError(f"endpoint {name!r} would exceed an EC2 vCPU quota: {detail}; nothing recorded; {hint}")
+    return f"warning: endpoint {name!r} would exceed an EC2 vCPU quota: {detail}; {hint}"

@@ -8,20 +8,28 @@ that names the field and the reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from privend.billing.plans import Plan, validate_plan_name
 from privend.catalog import model_catalog
-from privend.config import EnvironmentConfig, dns_label
+from privend.config import EnvironmentConfig
 from privend.errors import InputError
-from privend.naming import ENDPOINT_NAME_MAX, TENANT_NAME_MAX
+from privend.registry.models import Endpoint, Tenant
 from privend.sizing import ReplicaSize, size_custom, size_replica
+from privend.values import (
+    AwsAccountId,
+    Engine,
+    EndpointName,
+    TenantName,
+    Tier,
+    TimeZoneName,
+    check_principal,
+    principal_account,
+)
 
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-# Principals a VPC endpoint service may allow: an account root, or a role or user of that account.
-PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)?:iam::(\d{12}):(root|role/[\w+=,.@/-]{1,512}|user/[\w+=,.@/-]{1,512})$")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 REVISION = re.compile(r"^[\w.-][\w./-]{0,99}$")
 QUANTIZATIONS = ("awq", "gptq", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "eetq", "fp8")
@@ -35,46 +43,27 @@ class _Spec(BaseModel):
 
 
 class TenantSpec(_Spec):
-    name: str
-    aws_account: str
+    name: TenantName
+    aws_account: AwsAccountId
     principals: list[str] = Field(default_factory=list)
-    billing_timezone: str = "UTC"
-    tier: Literal["shared", "dedicated"] = "shared"
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return dns_label(value, "tenant name", TENANT_NAME_MAX)
-
-    @field_validator("aws_account")
-    @classmethod
-    def _account(cls, value: str) -> str:
-        if not ACCOUNT_ID.match(value):
-            raise ValueError(f"AWS account id {value!r} must be 12 digits")
-        return value
-
-    @field_validator("billing_timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA timezone (like Europe/Berlin)") from None
-        return value
+    billing_timezone: TimeZoneName = "UTC"
+    tier: Tier = "shared"
 
     @model_validator(mode="after")
     def _principals(self) -> "TenantSpec":
         for arn in self.principals:
-            if "*" in arn:
-                raise ValueError(f"principal {arn!r}: wildcards would let any AWS account connect")
-            match = PRINCIPAL_ARN.match(arn)
-            if not match:
-                raise ValueError(f"principal {arn!r} is not an IAM root, role or user ARN")
-            if match.group(2) != self.aws_account:
+            check_principal(arn)  # here, not as the item type: its message names the tenant
+            if principal_account(arn) != self.aws_account:
                 raise ValueError(f"principal {arn!r} is not in the tenant's account {self.aws_account}")
         if len(set(self.principals)) != len(self.principals):
             raise ValueError("principals are listed twice")
         return self
+
+    @classmethod
+    def from_record(cls, tenant: Tenant) -> "TenantSpec":
+        """The spec of a tenant as the registry holds it."""
+        return cls(name=tenant.name, aws_account=tenant.aws_account, principals=list(tenant.principals),
+                   billing_timezone=tenant.billing_timezone, tier=tenant.tier)
 
     @property
     def allowed_principals(self) -> list[str]:
@@ -85,11 +74,11 @@ class TenantSpec(_Spec):
 class EndpointRequest(_Spec):
     """What an operator typed for `endpoint create`/`update`, before sizing."""
 
-    name: str
-    tenant: str
+    name: EndpointName
+    tenant: TenantName
     model: str
     revision: str = "main"
-    engine: Literal["tgi", "vllm"] = "tgi"
+    engine: Engine = "tgi"
     pool: str | None = None
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
@@ -99,16 +88,6 @@ class EndpointRequest(_Spec):
     max_total_tokens: int | None = Field(default=None, ge=2)
     gpus_per_replica: int | None = Field(default=None, ge=1, le=8)
     image: str = "stock"  # "stock", or a baked image reference pinned by digest
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return dns_label(value, "endpoint name", ENDPOINT_NAME_MAX)
-
-    @field_validator("tenant")
-    @classmethod
-    def _tenant(cls, value: str) -> str:
-        return dns_label(value, "tenant name", TENANT_NAME_MAX)
 
     @field_validator("model")
     @classmethod
@@ -155,9 +134,9 @@ class EndpointSpec(_Spec):
     env: str
     model: str
     revision: str
-    engine: Literal["tgi", "vllm"]
+    engine: Engine
     pool: str
-    tier: Literal["shared", "dedicated"]
+    tier: Tier
     min_replicas: int
     max_replicas: int
     plan: str
@@ -171,9 +150,35 @@ class EndpointSpec(_Spec):
     allowed_principals: list[str]
     suspended: bool = False  # set only on what sync deploys for a hard-capped endpoint
 
+    @classmethod
+    def from_record(cls, endpoint: Endpoint) -> "EndpointSpec":
+        """The typed spec of an endpoint as the registry holds it."""
+        return cls.model_validate(endpoint.spec)
+
     @property
     def scale_to_zero(self) -> bool:
         return self.min_replicas == 0
+
+    def request(self, **changes) -> EndpointRequest:
+        """The request that would produce this spec, with `changes` applied (None keeps a value)."""
+        current = {
+            "name": self.name, "tenant": self.tenant, "model": self.model, "revision": self.revision,
+            "engine": self.engine, "pool": self.pool, "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas, "plan": self.plan, "quantize": self.quantize,
+            "max_input_tokens": self.max_input_tokens, "max_total_tokens": self.max_total_tokens,
+            "gpus_per_replica": self.gpus_per_replica, "image": self.image,
+        }
+        model_changed = changes.get("model") not in (None, self.model) or changes.get("pool") not in (None, self.pool) \
+            or changes.get("quantize") not in (None, self.quantize)
+        if model_changed:
+            # A new model, pool or quantization is sized afresh unless the operator says otherwise.
+            for key in ("gpus_per_replica", "max_input_tokens", "max_total_tokens"):
+                current[key] = None
+        if changes.get("max_total_tokens") is not None and changes.get("max_input_tokens") is None:
+            # The input limit was derived from the old total: derive it again from the new one.
+            current["max_input_tokens"] = None
+        current.update({k: v for k, v in changes.items() if v is not None})
+        return validate_request(**current)
 
     @property
     def baked(self) -> bool:
@@ -259,13 +264,15 @@ def size_endpoint(request: EndpointRequest, pool_cfg) -> ReplicaSize:
     return size
 
 
-def build_spec(request: EndpointRequest, tenant: TenantSpec, cfg: EnvironmentConfig) -> EndpointSpec:
-    """Validate a request against its tenant and environment, size it, and return the spec."""
+def build_spec(request: EndpointRequest, tenant: TenantSpec, cfg: EnvironmentConfig,
+               plans: Mapping[str, Plan] | None = None) -> EndpointSpec:
+    """Validate a request against its tenant, environment and plans catalog, size it, and return the spec.
+
+    `plans` defaults to the project's `stacks/plans.yaml`.
+    """
     if request.tenant != tenant.name:
         raise InputError(f"endpoint {request.name!r} belongs to tenant {request.tenant!r}, not {tenant.name!r}")
-    from privend.billing.plans import validate_plan_name
-
-    validate_plan_name(request.plan)
+    validate_plan_name(request.plan, plans)
     pool_cfg = cfg.pool(request.pool) if request.pool else cfg.gpu_pools[0]
     size = size_endpoint(request, pool_cfg)
     try:

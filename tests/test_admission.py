@@ -24,18 +24,28 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import privend.endpoints
-import privend.fleet
-from privend.config import load_environment
-from privend.endpoints import change_endpoint, new_endpoint, tenant_spec
+import privend.quotas
+import privend.service.endpoints
+
+from privend.service.endpoints import change_endpoint
 from privend.errors import InputError, PrivendError
-from privend.fleet import MissingCredentials, admit_endpoint, increases_demand
-from privend.registry import ConflictError, Endpoint, SubscriptionSegment, Tenant, open_registry, spec_hash
+from privend.admission import increases_demand
+from privend.quotas import MissingCredentials
+from privend.registry import ConflictError, Endpoint, SubscriptionSegment, Tenant, spec_hash
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import table_schema
-from privend.spec import build_spec, validate_request
+from privend.spec import TenantSpec, build_spec, validate_request
 from tests.thread_support import moto_one_request_at_a_time, run_together
-from tests.cli_support import assert_one_line_error, ok, private_stacks, run
+from tests.cli_support import (
+    admit,
+    assert_one_line_error,
+    load_environment,
+    ok,
+    open_registry,
+    private_stacks,
+    record_request,
+    run,
+)
 
 TABLE = "privend-admission-test"
 REGION = "us-east-1"
@@ -70,20 +80,20 @@ def custom_request(name: str, gpus: int = 4, replicas: int = 1, tenant: str = "a
                             max_replicas=replicas, **{**CUSTOM, **fields})
 
 
-STANDARD = [SubscriptionSegment(plan="standard", start=privend.endpoints.now())]
+STANDARD = [SubscriptionSegment(plan="standard", start=privend.service.endpoints.now())]
 
 
 def endpoint_of(spec) -> Endpoint:
     """The registry record of a freshly created endpoint with this spec."""
     data = spec.model_dump(mode="json")
-    now = privend.endpoints.now()
+    now = privend.service.endpoints.now()
     return Endpoint(env=spec.env, name=spec.name, tenant=spec.tenant, spec=data, spec_hash=spec_hash(data),
                     created_at=now, updated_at=now)
 
 
 def record(registry, name: str, gpus: int = 4, replicas: int = 1) -> Endpoint:
     """Store a dev endpoint as `endpoint create` sizes it, without the CLI's checks: fleets set up fast."""
-    spec = build_spec(custom_request(name, gpus, replicas), tenant_spec(registry.get_tenant("dev", "acme")),
+    spec = build_spec(custom_request(name, gpus, replicas), TenantSpec.from_record(registry.get_tenant("dev", "acme")),
                       load_environment("dev"))
     return registry.create_endpoint(endpoint_of(spec), STANDARD)
 
@@ -92,7 +102,7 @@ def create_admitted(registry, name: str, gpus: int = 4, replicas: int = 1) -> En
     """What `endpoint create` does: check the pool, then record with the check made again as it writes."""
     cfg = load_environment("dev")
     request = custom_request(name, gpus, replicas)
-    return new_endpoint(registry, cfg, request, admission=admit_endpoint(registry, cfg, request))
+    return record_request(registry, cfg, request, admission=admit(registry, cfg, request))
 
 
 # -- fixtures --
@@ -112,7 +122,7 @@ def no_aws(monkeypatch, tmp_path):
     def no_credentials(cfg):
         raise MissingCredentials("no AWS credentials in tests")
 
-    monkeypatch.setattr(privend.fleet, "aws_clients", no_credentials)
+    monkeypatch.setattr(privend.quotas, "aws_clients", no_credentials)
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +134,7 @@ def stacks(monkeypatch, tmp_path) -> Path:
 @pytest.fixture
 def no_policy_check(monkeypatch):
     """The offline policy check runs Pulumi's mock runtime, which wants the main thread: not under test here."""
-    monkeypatch.setattr(privend.endpoints, "check_endpoint_policy", lambda spec, cfg: None)
+    monkeypatch.setattr(privend.service.endpoints, "check_policy", lambda spec, cfg: None)
 
 
 @pytest.fixture
@@ -184,10 +194,10 @@ def test_two_creators_released_together_after_both_passed_the_check_one_wins(nea
 
         def create(registry, name: str) -> None:
             request = custom_request(name)
-            admission = admit_endpoint(registry, cfg, request)
+            admission = admit(registry, cfg, request)
             assert admission is not None and admission.fit.fits  # each alone fits
             checked.wait(timeout=60)  # both checked before either writes
-            new_endpoint(registry, cfg, request, admission=admission)
+            record_request(registry, cfg, request, admission=admission)
 
         outcomes = run_together(lambda: create(registries[0], first), lambda: create(registries[1], second))
 
@@ -205,14 +215,14 @@ def test_two_creators_released_together_after_both_passed_the_check_one_wins(nea
 
 def rival_creates_before_the_write(monkeypatch, name: str = "early") -> None:
     """`endpoint create` passes its check; before it writes, another operator's create of `name` lands."""
-    quota_step = privend.fleet.endpoint_quota_notice
+    quota_step = privend.service.endpoints.quota_notice
 
     def rival_records_first(admission, cfg, *, strict):
         with open_registry() as registry:
             create_admitted(registry, name)
         return quota_step(admission, cfg, strict=strict)
 
-    monkeypatch.setattr(privend.fleet, "endpoint_quota_notice", rival_records_first)
+    monkeypatch.setattr(privend.service.endpoints, "quota_notice", rival_records_first)
 
 
 def test_create_that_a_rival_overtakes_between_check_and_write_is_refused_with_the_numbers(nearly_full, monkeypatch):
@@ -239,7 +249,7 @@ def test_sqlite_check_runs_under_the_write_lock_so_a_rival_waits_and_then_sees_i
     cfg = load_environment("dev")
     first = open_registry()
     record(first, "base", gpus=4, replicas=3)
-    admission = admit_endpoint(first, cfg, custom_request("first"))
+    admission = admit(first, cfg, custom_request("first"))
     guard = admission.guard(cfg)
     second = open_registry()  # another connection, as another process (opened first: opening migrates)
     writing = threading.Event()
@@ -247,7 +257,7 @@ def test_sqlite_check_runs_under_the_write_lock_so_a_rival_waits_and_then_sees_i
 
     def rival_create() -> None:
         try:
-            rival_admission = admit_endpoint(second, cfg, custom_request("rival"))  # 'first' is not stored yet
+            rival_admission = admit(second, cfg, custom_request("rival"))  # 'first' is not stored yet
             writing.set()
             second.create_endpoint(endpoint_of(rival_admission.spec), STANDARD, admit=rival_admission.guard(cfg))
             rival["outcome"] = "ok"
@@ -290,7 +300,7 @@ def test_dynamodb_create_checks_again_when_a_rival_wrote_after_its_check(dynamo)
     registry, calls = dynamo
     cfg = load_environment("dev")
     request = custom_request("late")
-    admission = admit_endpoint(registry, cfg, request)
+    admission = admit(registry, cfg, request)
     guard = admission.guard(cfg)
     seen: list[list[str]] = []
 
@@ -327,7 +337,7 @@ def test_dynamodb_create_gives_up_in_one_line_when_the_fleet_keeps_changing(dyna
             spec = {**base.spec, "revision": f"r{len(attempts)}"}
             rival.update_endpoint("dev", "base", expected_version=base.version, spec=spec, spec_hash=spec_hash(spec))
 
-    now = privend.endpoints.now()
+    now = privend.service.endpoints.now()
     with pytest.raises(ConflictError) as busy:
         registry.create_endpoint(Endpoint(env="dev", name="late", tenant="acme", spec={"x": 1}, spec_hash="h",
                                           created_at=now, updated_at=now), [], admit=changes_under_it)
@@ -388,16 +398,16 @@ def test_update_and_scale_that_fit_are_recorded(fleet):
 
 
 def test_change_that_a_rival_overtakes_between_check_and_write_is_refused(fleet, monkeypatch):
-    admit_change = privend.fleet.admit_change
+    admit_change = privend.service.endpoints.admit_change
 
-    def rival_scales_first(registry, cfg, current, spec):
-        admission = admit_change(registry, cfg, current, spec)  # chat to 1:7 alone: 15 GPUs, fits
+    def rival_scales_first(endpoints, cfg, current, spec, source):
+        admission = admit_change(endpoints, cfg, current, spec, source)  # chat to 1:7 alone: 15 GPUs, fits
         if spec.name == "chat":
             with open_registry() as rival:  # big to 4 x 3 alone: 15 GPUs, fits; both: 19
                 change_endpoint(rival, cfg, "big", min_replicas=1, max_replicas=3)
         return admission
 
-    monkeypatch.setattr(privend.fleet, "admit_change", rival_scales_first)
+    monkeypatch.setattr(privend.service.endpoints, "admit_change", rival_scales_first)
     before = {e["name"]: e for e in registry_state()}
     result = run("endpoint", "scale", "chat", "--replicas", "1:7", "--no-deploy")
 
@@ -447,7 +457,7 @@ def test_moving_to_a_pool_that_cannot_hold_it_is_refused_with_the_new_pools_numb
         for name, pool, replicas in (("large", "l40s", 1), ("resident", "h100", 6)):
             request = validate_request(name=name, tenant="acme", model=MODEL_70B, pool=pool, min_replicas=1,
                                        max_replicas=replicas)
-            new_endpoint(registry, cfg, request, admission=admit_endpoint(registry, cfg, request))
+            record_request(registry, cfg, request, admission=admit(registry, cfg, request))
         gpus = registry.get_endpoint("prod", "resident").spec["gpus_per_replica"]
     before = registry_state("prod")
 
@@ -478,8 +488,8 @@ def test_moving_to_a_pool_that_cannot_hold_it_is_refused_with_the_new_pools_numb
 ])
 def test_increases_demand(change, increases):
     cfg = load_environment("dev")
-    tenant = tenant_spec(Tenant(env="dev", name="acme", aws_account=ACME, principals=[f"arn:aws:iam::{ACME}:root"],
-                                tier="shared", created_at=privend.endpoints.now()))
+    tenant = TenantSpec.from_record(Tenant(env="dev", name="acme", aws_account=ACME, principals=[f"arn:aws:iam::{ACME}:root"],
+                                tier="shared", created_at=privend.service.endpoints.now()))
     current = build_spec(custom_request("x", gpus=2, replicas=3), tenant, cfg)
     assert increases_demand(current, current.model_copy(update=change)) is increases
     assert increases_demand(current, current) is False

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from privend.billing.plans import load_plans, validate_plan_name
 from privend.cli import main
 from privend.errors import InputError
-from privend.registry import open_registry
+from tests.cli_support import open_registry
 from tests.billing_support import ENV, PLANS_YAML, add_endpoint, add_tenant, event, utc
 
 
@@ -187,11 +187,11 @@ def test_bad_plans_catalog_names_file_key_and_reason(tmp_path: Path, text: str, 
 def test_unknown_plan_name_is_refused_with_the_known_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "plans.yaml"
     path.write_text(PLANS_YAML)
-    monkeypatch.setenv("PRIVEND_PLANS", str(path))
+    plans = load_plans(path)
 
-    assert validate_plan_name("pro") == "pro"
+    assert validate_plan_name("pro", plans) == "pro"
     with pytest.raises(InputError) as raised:
-        validate_plan_name("gold")
+        validate_plan_name("gold", plans)
     assert str(raised.value) == "unknown plan 'gold' (plans: basic, capped, pro, tiny)"
 
 

@@ -18,14 +18,14 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-import privend.fleet
+import privend.quotas
 from privend.capacity import Demand, plan_capacity
-from privend.config import load_environment
+
 from privend.errors import PrivendError
-from privend.fleet import pool_bounds, pools_for, rewrite_pool_bounds
+from privend.demand import pool_bounds, pools_for
+from privend.stackfile import rewrite_pool_bounds
 from privend.quotas import AwsClients
-from privend.registry import open_registry
-from tests.cli_support import assert_one_line_error, ok, private_stacks, run
+from tests.cli_support import assert_one_line_error, load_environment, ok, open_registry, private_stacks, run
 
 ACME, GLOBEX = "111122223333", "444455556666"
 MODEL_8B = "meta-llama/Llama-3.1-8B-Instruct"
@@ -298,7 +298,7 @@ def aws(monkeypatch):
         cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
         clients = AwsClients(service_quotas, cloudwatch)
         regions = []
-        monkeypatch.setattr(privend.fleet, "aws_clients", lambda cfg: regions.append(cfg.region) or clients)
+        monkeypatch.setattr(privend.quotas, "aws_clients", lambda cfg: regions.append(cfg.region) or clients)
         with Stubber(service_quotas) as stubber:
             yield clients, stubber, regions
             stubber.assert_no_pending_responses()

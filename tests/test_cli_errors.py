@@ -16,9 +16,9 @@ def test_dynamodb_registry_without_a_region_is_one_line_exit_1(monkeypatch):
 
 
 def test_unexpected_errors_are_not_swallowed(monkeypatch):
-    def broken():
+    def broken(settings):
         raise RuntimeError("a bug")
-    monkeypatch.setattr("privend.registry.open_registry", broken)
+    monkeypatch.setattr("privend.registry.backends.open_registry", broken)
     result = CliRunner().invoke(main, ["tenant", "list"])
     assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"
     assert result.exit_code == 1 and "error: " not in result.stderr  # not dressed up as a user error

@@ -115,8 +115,8 @@ class FakeDeployer:
 @pytest.fixture
 def deployer(monkeypatch) -> FakeDeployer:
     fake = FakeDeployer()
-    # The CLI imports default_deployer from privend.deploy inside each command.
-    monkeypatch.setattr(privend.deploy, "default_deployer", lambda: fake)
+    # The CLI's App asks privend.deploy for its deployer at call time.
+    monkeypatch.setattr(privend.deploy, "default_deployer", lambda settings: fake)
     return fake
 
 
@@ -594,7 +594,8 @@ def test_delete_without_no_deploy_destroys_at_once_when_the_deploy_layer_works(w
 
 
 def test_change_recorded_while_its_stack_deploys_is_deployed_by_the_next_sync(world, deployer):
-    from privend.registry import open_registry, spec_hash
+    from privend.registry import spec_hash
+    from tests.cli_support import open_registry
 
     deploy = deployer.deploy
 
@@ -652,7 +653,7 @@ TENANT_REJECTIONS = {
     "principal-twice": (["tenant", "create", "initech", "--aws-account", ACCOUNT, "--principal", APP_ROLE,
                          "--principal", APP_ROLE], "error: tenant: principals are listed twice"),
     "bad-timezone": (["tenant", "create", "initech", "--aws-account", ACCOUNT, "--billing-timezone", "Mars/Olympus"],
-                     "error: 'Mars/Olympus' is not an IANA timezone (like Europe/Berlin)"),
+                     "error: unknown IANA time zone 'Mars/Olympus' (use a name like Europe/Berlin)"),
     "duplicate-tenant": (["tenant", "create", "acme", "--aws-account", ACCOUNT],
                          "error: tenant 'acme' already exists in env dev"),
     "show-unknown-tenant": (["tenant", "show", "nobody"], "error: tenant 'nobody' not found in env dev"),
@@ -826,7 +827,7 @@ def test_connect_info_of_a_deployed_endpoint_uses_its_service_name_and_never_pri
     service = "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0"
     api_key = "pe-live-3f9a1c7d2b8e4f60a5c1"
     monkeypatch.setattr(privend.stack_outputs, "endpoint_outputs",
-                        lambda cfg, name: {"serviceName": service, "apiKey": api_key} if name == "coder" else {})
+                        lambda settings, cfg, name: {"serviceName": service, "apiKey": api_key} if name == "coder" else {})
     out = ok("endpoint", "connect-info", "coder").stdout
     assert f"--service-name {service} \\" in out
     assert f'service_name        = "{service}"' in out and f'service_name="{service}",' in out
@@ -840,7 +841,7 @@ def test_connect_info_of_an_undeployed_endpoint_ignores_outputs(world, monkeypat
     import privend.stack_outputs
 
     # A stack of that name may exist from an earlier life; the endpoint record says it is not deployed.
-    monkeypatch.setattr(privend.stack_outputs, "endpoint_outputs", lambda cfg, name: {"serviceName": "stale"})
+    monkeypatch.setattr(privend.stack_outputs, "endpoint_outputs", lambda settings, cfg, name: {"serviceName": "stale"})
     out = ok("endpoint", "connect-info", "tiny").stdout
     assert "stale" not in out and OFFLINE_SERVICE_NAME in out
 

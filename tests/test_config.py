@@ -9,7 +9,9 @@ import yaml
 from click.testing import CliRunner
 
 from privend.cli import main
-from privend.config import load_environment, stack_file
+from privend import config
+from privend.config import stack_file
+from tests.cli_support import current_settings
 from privend.errors import InputError
 
 BASE = yaml.safe_load(stack_file("dev").read_text())
@@ -22,6 +24,12 @@ def _write(tmp_path, monkeypatch, mutate) -> None:
     stacks.mkdir(exist_ok=True)
     (stacks / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
     monkeypatch.setenv("PRIVEND_STACKS_DIR", str(stacks))
+
+
+
+def load_environment(env: str):
+    """The environment as the CLI loads it, from the stack files the test's settings name."""
+    return config.load_environment(env, current_settings().stacks_dir)
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])

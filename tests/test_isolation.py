@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from privend.config import load_environment
-from privend.naming import ENDPOINT_NAME_MAX, TENANT_NAME_MAX, endpoint_names
+from privend.naming import endpoint_names
+from privend.values import ENDPOINT_NAME_MAX, TENANT_NAME_MAX
 from privend.render import render_endpoint
 from privend.spec import build_spec, validate_request, validate_tenant
 

@@ -239,7 +239,7 @@ def test_plaintext_token_in_stack_config_is_caught(tmp_path, monkeypatch, platfo
     document["config"]["privend:hfToken"] = "hf_" + "a" * 34
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
     monkeypatch.setenv("PRIVEND_STACKS_DIR", str(tmp_path))
-    (violation,) = [v for v in evaluate([platform_plan("dev")], load_environment("dev")) if v.rule == "no-plaintext-credentials"]
+    (violation,) = [v for v in evaluate([platform_plan("dev")], load_environment("dev"), stacks_dir=tmp_path) if v.rule == "no-plaintext-credentials"]
     assert violation.message == "privend:hfToken (the Hugging Face token) is stored in plain text in the stack config"
     assert "pulumi config set --secret privend:hfToken -s dev" in violation.fix
 

@@ -8,6 +8,8 @@ transaction, a failing call on the DynamoDB client.
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import json
 import sqlite3
@@ -30,7 +32,7 @@ from moto import mock_aws
 from pydantic import ValidationError
 
 from privend.billing.suspension import needs_deploy
-from privend.endpoints import pending_work
+from privend.service.endpoints import pending_work
 from privend.errors import InputError, PrivendError
 from privend.registry import (
     ConflictError,
@@ -39,9 +41,10 @@ from privend.registry import (
     Registry,
     SubscriptionSegment,
     Tenant,
-    open_registry,
     spec_hash,
 )
+from privend.registry.backends import open_registry
+from privend.settings import Settings
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import DynamoRegistry, table_schema
 from privend.registry.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteRegistry
@@ -591,11 +594,11 @@ def test_naive_datetimes_are_rejected() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("aws_account", "12345", "String should match pattern"),
-        ("principals", ["arn:aws:s3:::bucket"], "String should match pattern"),
+        ("aws_account", "12345", "AWS account id '12345' must be 12 digits"),
+        ("principals", ["arn:aws:s3:::bucket"], "principal 'arn:aws:s3:::bucket' is not an IAM root, role or user ARN"),
         ("billing_timezone", "Mars/Olympus_Mons", "unknown IANA time zone 'Mars/Olympus_Mons'"),
         ("tier", "premium", "'shared' or 'dedicated'"),
-        ("name", "Acme#1", "String should match pattern"),
+        ("name", "Acme#1", "tenant name 'Acme#1' must be lowercase letters, digits and '-'"),
     ],
 )
 def test_tenant_rejects_invalid_fields(field: str, value: Any, message: str) -> None:
@@ -1006,7 +1009,7 @@ def test_closed_sqlite_registry_refuses_further_use(tmp_path: Path) -> None:
 def test_open_registry_defaults_to_sqlite_under_privend_home(tmp_path: Path) -> None:
     home = tmp_path / "state" / "privend"
 
-    with open_registry({"PRIVEND_HOME": str(home)}) as registry:
+    with open_registry(Settings.from_environ({"PRIVEND_HOME": str(home)})) as registry:
         registry.create_tenant(make_tenant())
 
     assert isinstance(registry, SqliteRegistry)
@@ -1022,14 +1025,14 @@ def test_open_registry_uses_dot_privend_in_working_directory_by_default(
     monkeypatch.delenv("PRIVEND_HOME", raising=False)
     monkeypatch.delenv("PRIVEND_REGISTRY", raising=False)
 
-    with open_registry() as registry:
+    with open_registry(Settings.from_environ(os.environ)) as registry:
         assert isinstance(registry, SqliteRegistry)
 
     assert (tmp_path / ".privend" / "registry.db").is_file()
 
 
 def test_open_registry_picks_dynamodb_table_and_region_from_url(aws: None) -> None:
-    with open_registry({"PRIVEND_REGISTRY": f"dynamodb://{TABLE}?region={REGION}"}) as registry:
+    with open_registry(Settings.from_environ({"PRIVEND_REGISTRY": f"dynamodb://{TABLE}?region={REGION}"})) as registry:
         assert isinstance(registry, DynamoRegistry)
         assert registry.table_name == TABLE
         assert registry._client.meta.region_name == REGION
@@ -1061,6 +1064,6 @@ def test_open_registry_picks_dynamodb_table_and_region_from_url(aws: None) -> No
 )
 def test_open_registry_rejects_a_malformed_url_in_one_line(url: str, message: str) -> None:
     with pytest.raises(InputError) as raised:
-        open_registry({"PRIVEND_REGISTRY": url})
+        open_registry(Settings.from_environ({"PRIVEND_REGISTRY": url}))
 
     assert str(raised.value) == message

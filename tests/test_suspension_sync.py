@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from privend.config import load_environment
 from privend.deploy import DeployOutcome
-from privend.endpoints import create_tenant, new_endpoint, sync
-from privend.registry import open_registry
+from privend.service.endpoints import sync
+from privend.spec import EndpointSpec
+from privend.service.tenants import record_tenant
+from tests.cli_support import open_registry, record_request
 from privend.render import render_endpoint
 from privend.spec import validate_request, validate_tenant
 
@@ -28,8 +30,8 @@ class RecordingDeployer:
 def _setup():
     cfg = load_environment("dev")
     with open_registry() as registry:
-        create_tenant(registry, "dev", validate_tenant(name="acme", aws_account="111122223333"))
-        new_endpoint(registry, cfg, validate_request(name="chat", tenant="acme", plan="starter",
+        record_tenant(registry, "dev", validate_tenant(name="acme", aws_account="111122223333"))
+        record_request(registry, cfg, validate_request(name="chat", tenant="acme", plan="starter",
                                                      model="meta-llama/Llama-3.1-8B-Instruct",
                                                      min_replicas=1, max_replicas=3))
     return cfg
@@ -71,9 +73,7 @@ def test_suspended_endpoint_is_deployed_at_zero_once_then_redeployed_in_full_whe
 def test_suspended_spec_pauses_keda_at_zero_replicas():
     cfg = _setup()
     with open_registry() as registry:
-        from privend.endpoints import spec_of
-
-        spec = spec_of(registry.get_endpoint("dev", "chat"))
+        spec = EndpointSpec.from_record(registry.get_endpoint("dev", "chat"))
     paused = spec.model_copy(update={"suspended": True, "min_replicas": 0})
     scaled = next(o for o in render_endpoint(paused, cfg) if o["kind"] == "ScaledObject")
     assert scaled["metadata"]["annotations"] == {"autoscaling.keda.sh/paused-replicas": "0"}
@@ -88,8 +88,8 @@ def test_unknown_plan_is_refused_with_the_known_ones():
 
     cfg = load_environment("dev")
     with open_registry() as registry:
-        create_tenant(registry, "dev", validate_tenant(name="acme", aws_account="111122223333"))
+        record_tenant(registry, "dev", validate_tenant(name="acme", aws_account="111122223333"))
         with pytest.raises(InputError, match=r"unknown plan 'gold' \(plans: enterprise-hard, payg, scale, standard, starter\)"):
-            new_endpoint(registry, cfg, validate_request(name="chat", tenant="acme", plan="gold",
+            record_request(registry, cfg, validate_request(name="chat", tenant="acme", plan="gold",
                                                          model="meta-llama/Llama-3.1-8B-Instruct"))
         assert registry.list_endpoints("dev") == []

@@ -9,13 +9,11 @@ once); it never loses one or sends a re-run's repeat.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
 from privend.registry.billing import Alert
 
-TOPIC_ENV = "PRIVEND_ALERT_TOPIC_ARN"
 
 
 def alert_message(alert: Alert, env: str) -> dict[str, Any]:
@@ -24,13 +22,14 @@ def alert_message(alert: Alert, env: str) -> dict[str, Any]:
             "created_at": alert.created_at.isoformat()}
 
 
-def sns_publisher(env: str, topic_arn: str, client: Any = None) -> Callable[[Alert], None]:
-    """A `publish(alert)` that sends to `topic_arn`, with the kind as a message attribute for filtering."""
-    if client is None:
-        import boto3
+def topic_region(topic_arn: str) -> str | None:
+    """The region of an SNS topic ARN (`arn:aws:sns:<region>:<account>:<name>`), None if it names none."""
+    return topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None
 
-        region = topic_arn.split(":")[3] if topic_arn.count(":") >= 5 else None
-        client = boto3.session.Session().client("sns", region_name=region)
+
+def sns_publisher(env: str, topic_arn: str, client: Any) -> Callable[[Alert], None]:
+    """A `publish(alert)` that sends to `topic_arn` through the SNS `client`, with the kind as a
+    message attribute for filtering."""
 
     def publish(alert: Alert) -> None:
         client.publish(
@@ -42,7 +41,3 @@ def sns_publisher(env: str, topic_arn: str, client: Any = None) -> Callable[[Ale
         )
 
     return publish
-
-
-def configured_topic(explicit: str | None = None) -> str | None:
-    return explicit or os.environ.get(TOPIC_ENV) or None

@@ -9,6 +9,7 @@ YAML floats are refused, since `0.1` as a binary float is not a price anyone set
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
+from privend.config import stacks_dir
 from privend.errors import InputError
 
 PLANS_ENV = "PRIVEND_PLANS"
@@ -65,17 +67,12 @@ class PlansFile(BaseModel):
 
 
 def plans_path() -> Path:
-    """`PRIVEND_PLANS`, else `stacks/plans.yaml` next to the stack files."""
-    override = os.environ.get(PLANS_ENV)
-    if override:
-        return Path(override)
-    from privend.config import stacks_dir
-
+    """The default catalog: `plans.yaml` next to the project's stack files (`PRIVEND_PLANS` overrides it)."""
     return stacks_dir() / "plans.yaml"
 
 
 def load_plans(path: str | os.PathLike[str] | None = None) -> dict[str, Plan]:
-    """The catalog as {name: Plan}; InputError with file, key and reason on any bad value."""
+    """The catalog at `path` (default `plans_path()`) as {name: Plan}; InputError with file, key and reason."""
     resolved = Path(path) if path is not None else plans_path()
     try:
         stat = resolved.stat()
@@ -118,7 +115,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return text
 
 
-def get_plan(name: str, plans: dict[str, Plan] | None = None) -> Plan:
+def get_plan(name: str, plans: Mapping[str, Plan] | None = None) -> Plan:
     catalog = load_plans() if plans is None else plans
     try:
         return catalog[name]
@@ -126,7 +123,7 @@ def get_plan(name: str, plans: dict[str, Plan] | None = None) -> Plan:
         raise InputError(f"unknown plan {name!r} (plans: {', '.join(sorted(catalog))})") from None
 
 
-def validate_plan_name(name: str) -> str:
+def validate_plan_name(name: str, plans: Mapping[str, Plan] | None = None) -> str:
     """Refuse a plan the catalog does not know, listing the ones it does (for `endpoint create/update --plan`)."""
-    get_plan(name)
+    get_plan(name, plans)
     return name

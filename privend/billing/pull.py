@@ -183,15 +183,10 @@ def pull_usage(
     *,
     now: datetime,
     settle: timedelta = timedelta(hours=1),
-    region: str | None = None,
-    client: Any = None,
+    client: Any,
 ) -> PullResult:
     subscriptions = registry.list_billing_subscriptions(env)  # read once: for the calls and the checks
     calls, needed_points = plan_pull(subscriptions, period, now, settle)
-    if client is None:
-        import boto3
-
-        client = boto3.session.Session().client("cloudwatch", region_name=region)
     sums, made = fetch(client, env, calls)
     index = SubscriptionIndex(subscriptions)
     writer = UsageWriter(registry, env, now)

@@ -5,7 +5,7 @@ is on a `hard` plan whose overage protection is used up in the current period
 becomes `suspended`; a suspended endpoint whose current period has room again
 (a new period, or a plan change) goes back to `pending`, so `sync` redeploys it.
 
-`sync` (in `privend.endpoints`) deploys `deploy_spec(endpoint)`: the spec with
+`sync` (in `privend.service.endpoints`) deploys `deploy_spec(endpoint)`: the spec with
 minimum replicas zero while suspended, rendered with `SUSPENDED_ANNOTATIONS` on
 the ScaledObject (KEDA's documented pause: it scales the Deployment to that many
 replicas and stops autoscaling), and records `target_hash(endpoint)` as the
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from privend.registry import Endpoint, spec_hash
+from privend.registry.models import Endpoint, spec_hash
+from privend.values import EndpointStatus
 
-SUSPENDED = "suspended"
+SUSPENDED = EndpointStatus.SUSPENDED
 
 # KEDA pauses a ScaledObject at this replica count while the annotation is present.
 SUSPENDED_ANNOTATIONS = {"autoscaling.keda.sh/paused-replicas": "0"}

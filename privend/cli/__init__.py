@@ -1,4 +1,9 @@
-"""The `privend` command line: thin commands over the control plane.
+"""The `privend` command line: thin commands over the application layer (`privend.service`).
+
+Each command parses its options, calls one use case and renders the result. The
+settings are read from the process environment once, here, into the `App` that
+click's context carries to every command; a caller (a test, `privend demo`) may
+pass its own `App` as the context object instead.
 
 Errors the control plane raises on purpose (privend.errors) become one line on
 stderr with their exit code: 1 operation failed, 2 bad input, 3 policy violation.
@@ -6,21 +11,59 @@ stderr with their exit code: 1 operation failed, 2 bad input, 3 policy violation
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.utils import make_default_short_help
 
 from privend.errors import PrivendError
+from privend.settings import DEFAULT_ENV, Settings
 
-DEFAULT_ENV = "dev"
+if TYPE_CHECKING:
+    from privend.service.app import App
+
 AWS_SETUP_ERRORS = {"NoRegionError", "NoCredentialsError", "PartialCredentialsError", "EndpointConnectionError",
                     "ProfileNotFound", "TokenRetrievalError", "SSOTokenLoadError", "UnauthorizedSSOTokenError"}
+
+# The top-level commands: module, attribute and the one-line help `privend --help` shows.
+# A command's module is imported only when the command runs (or its own --help is asked
+# for), so `privend --help` and each command load only what they use.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "plan": ("privend.cli.plan", "plan",
+             "Plan an environment (platform and endpoint stacks) offline: no Pulumi CLI, no credentials."),
+    "tenant": ("privend.cli.tenant", "tenant", "Create, list, show and delete tenants."),
+    "endpoint": ("privend.cli.endpoint", "endpoint", "Create, change, deploy and inspect customer endpoints."),
+    "export": ("privend.cli.export", "export", "Export rendered artefacts."),
+    "policy": ("privend.cli.policy", "policy", "Guardrails (the CrossGuard pack in policies/), evaluated offline."),
+    "capacity": ("privend.cli.capacity", "capacity",
+                 "GPU capacity of an environment's pools: plan it, price it, and write the pools' bounds."),
+    "quota": ("privend.cli.quota", "quota", "EC2 vCPU quotas for the environment's GPU pools (needs AWS credentials)."),
+    "demo": ("privend.cli.demo", "demo",
+             "Plan a sample environment end to end, offline: tenants, endpoints, plan, guardrails, capacity."),
+    "usage": ("privend.cli.usage", "usage", "Metered token usage: import, pull from CloudWatch, quarantine."),
+    "billing": ("privend.cli.billing", "billing", "Invoices, alerts and hard caps from metered usage."),
+}
+
+
+def current_app() -> App:
+    """The `App` of the running command (made by `main` from the environment, or given by the caller)."""
+    return click.get_current_context().find_root().obj
+
+
+def pass_app(func):
+    """Pass the running command's `App` as its first argument."""
+    def with_app(*args, **kwargs):
+        return func(current_app(), *args, **kwargs)
+    return functools.update_wrapper(with_app, func)
 
 
 def env_option(func):
     return click.option(
-        "--env", "env", default=lambda: os.environ.get("PRIVEND_ENV", DEFAULT_ENV), show_default="PRIVEND_ENV or dev",
+        "--env", "env", default=lambda: current_app().settings.env, show_default=f"PRIVEND_ENV or {DEFAULT_ENV}",
         help="Environment (stack file stacks/Pulumi.<env>.yaml).",
     )(func)
 
@@ -33,9 +76,29 @@ def format_option(func):
 
 
 class PrivendGroup(click.Group):
-    """Turns PrivendError into one line and its exit code, never a traceback."""
+    """Loads its commands on demand, and turns PrivendError into one line and its exit code, never a traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute, _ = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The one-line help of each command, without importing every command's module.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(name) for name in names), default=0)
+        rows = [(name, make_default_short_help(COMMANDS[name][2], limit) if name not in self.commands
+                 else self.commands[name].get_short_help_str(limit))
+                for name in names]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PrivendError as exc:
@@ -52,23 +115,10 @@ class PrivendGroup(click.Group):
 
 @click.group(cls=PrivendGroup)
 @click.version_option(package_name="private-endpoint")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Private Endpoint control plane: plan and run private LLM endpoints."""
+    from privend.service.app import App  # the services import pydantic and the catalogs: not for --help
 
-
-def _register() -> None:
-    from privend.cli import billing, capacity, demo, endpoint, export, plan, policy, quota, tenant, usage
-
-    main.add_command(plan.plan)
-    main.add_command(tenant.tenant)
-    main.add_command(endpoint.endpoint)
-    main.add_command(export.export)
-    main.add_command(policy.policy)
-    main.add_command(capacity.capacity)
-    main.add_command(quota.quota)
-    main.add_command(demo.demo)
-    main.add_command(usage.usage)
-    main.add_command(billing.billing)
-
-
-_register()
+    if not isinstance(ctx.obj, App):
+        ctx.obj = App(Settings.from_environ(os.environ))

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
-from privend.cli import env_option, format_option
+from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from privend.service import billing as billing_service
+from privend.service.app import App
 
 
 @click.group()
@@ -25,16 +21,11 @@ def billing() -> None:
 @click.option("--alert-topic", "topic_arn", help="SNS topic for alerts (default PRIVEND_ALERT_TOPIC_ARN).")
 @env_option
 @format_option
-def reconcile_(period, finalize, topic_arn, env, fmt) -> None:
+@pass_app
+def reconcile_(app: App, period, finalize, topic_arn, env, fmt) -> None:
     """Compute the period's invoices; record alerts and hard-cap suspensions."""
-    from privend.billing.alerts import configured_topic, sns_publisher
-    from privend.billing.reconcile import reconcile
-    from privend.registry import open_registry
-
-    topic = configured_topic(topic_arn)
-    with open_registry() as registry:
-        result = reconcile(registry, env, period, now=_now(), finalize=finalize,
-                           publish=sns_publisher(env, topic) if topic else None)
+    reconciled = billing_service.reconcile_period(app, env, period, finalize, topic_arn)
+    result, topic = reconciled.result, reconciled.topic
     if fmt == "json":
         emit_json(result.to_json())
         if not result.changed:
@@ -71,19 +62,14 @@ def _invoice_tables(data: dict) -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
 @env_option
-def export(period, fmt, output, env) -> None:
+@pass_app
+def export(app: App, period, fmt, output, env) -> None:
     """Write the period's invoices (as last reconciled) for finance."""
-    from privend.billing.export import invoices_csv, stored_invoices
-    from privend.billing.reconcile import dumps
-    from privend.registry import open_registry
-
-    with open_registry() as registry:
-        data = stored_invoices(registry, env, period)
-    text = invoices_csv(data) if fmt == "csv" else dumps(data) + "\n"
+    text, count = billing_service.export_invoices(app, env, period, fmt)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-        click.echo(f"wrote {len(data['invoices'])} invoice(s) of {period} to {output}", err=True)
+        click.echo(f"wrote {count} invoice(s) of {period} to {output}", err=True)
     else:
         click.echo(text, nl=False)
 
@@ -92,14 +78,10 @@ def export(period, fmt, output, env) -> None:
 @click.option("--period", required=True, help="YYYY-MM.")
 @env_option
 @format_option
-def alerts(period, env, fmt) -> None:
+@pass_app
+def alerts(app: App, period, env, fmt) -> None:
     """List the period's alerts (each fires once) and whether they were published."""
-    from privend.billing.periods import check_period
-    from privend.registry import open_registry
-
-    check_period(period)
-    with open_registry() as registry:
-        entries = registry.list_alerts(env, period)
+    entries = billing_service.list_alerts(app, env, period)
     if fmt == "json":
         emit_json([{"period": a.period, "tenant": a.tenant, "endpoint": a.endpoint, "kind": a.kind,
                     "message": a.message, "created_at": a.created_at.isoformat(),

@@ -7,8 +7,10 @@ from fractions import Fraction
 
 import click
 
-from privend.cli import env_option, format_option
+from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
+from privend.service import capacity as capacity_service
+from privend.service.app import App
 
 
 def money(amount: Decimal) -> str:
@@ -47,17 +49,14 @@ def capacity() -> None:
 @capacity.command("plan")
 @env_option
 @format_option
-def plan(env, fmt) -> None:
+@pass_app
+def plan(app: App, env, fmt) -> None:
     """Nodes per pool at min and max scale, where replicas land, and the monthly cost."""
-    from privend.config import load_environment
-    from privend.fleet import capacity_for, estimate_for, pool_fits
-    from privend.registry import open_registry
+    render_capacity(capacity_service.plan_capacity(app, env), fmt)
 
-    cfg = load_environment(env)
-    with open_registry() as registry:
-        capacity_plan = capacity_for(env, registry, cfg)
-    fits = pool_fits(capacity_plan)
-    estimate = estimate_for(capacity_plan, cfg)
+
+def render_capacity(report: capacity_service.CapacityReport, fmt: str) -> None:
+    env, capacity_plan, fits, estimate = report.env, report.plan, report.fits, report.estimate
 
     if fmt == "json":
         emit_json({
@@ -129,33 +128,29 @@ def plan(env, fmt) -> None:
 @capacity.command("apply")
 @env_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def apply(env, yes) -> None:
+@pass_app
+def apply(app: App, env, yes) -> None:
     """Write the planned GPU pool bounds (minSize, maxSize) into stacks/Pulumi.<env>.yaml.
 
     A bound is never lowered below what running endpoints (ready, deploying,
     suspended) need at their maximum scale. Shows the diff and asks first.
     """
-    from privend.config import load_environment, stack_file
-    from privend.fleet import RUNNING_STATUSES, apply_bounds, capacity_for, pool_bounds, write_stack_file
-    from privend.registry import open_registry
+    def show(change: capacity_service.BoundsChange) -> None:
+        for b in change.bounds:
+            desired = "" if b.new_desired is None else f", desiredSize {b.desired_size} -> {b.new_desired}"
+            click.echo(f"pool {b.pool}: minSize {b.min_size} -> {b.new_min}, maxSize {b.max_size} -> {b.new_max}"
+                       f"{desired} (plan: {b.planned_min} nodes at min, {b.planned_max} at max; running endpoints "
+                       f"need {b.running_need} at max)")
 
-    cfg = load_environment(env)
-    path = stack_file(env)
-    with open_registry() as registry:
-        capacity_plan = capacity_for(env, registry, cfg)
-        running = capacity_for(env, registry, cfg, statuses=RUNNING_STATUSES)
-    bounds = pool_bounds(cfg, capacity_plan, running)
-    new_text, diff = apply_bounds(cfg, capacity_plan, path, running)
-    for b in bounds:
-        desired = "" if b.new_desired is None else f", desiredSize {b.desired_size} -> {b.new_desired}"
-        click.echo(f"pool {b.pool}: minSize {b.min_size} -> {b.new_min}, maxSize {b.max_size} -> {b.new_max}{desired} "
-                   f"(plan: {b.planned_min} nodes at min, {b.planned_max} at max; running endpoints need "
-                   f"{b.running_need} at max)")
-    if not diff:
-        click.echo(f"nothing to change in {path.name}: the pool bounds already follow the plan")
+    def confirm(change: capacity_service.BoundsChange) -> None:
+        show(change)
+        click.echo(change.diff, nl=False)
+        if not yes:
+            click.confirm(f"Write these pool bounds to {change.path.name}?", abort=True)
+
+    change = capacity_service.apply_capacity(app, env, confirm=confirm)
+    if not change.diff:
+        show(change)
+        click.echo(f"nothing to change in {change.path.name}: the pool bounds already follow the plan")
         return
-    click.echo(diff, nl=False)
-    if not yes:
-        click.confirm(f"Write these pool bounds to {path.name}?", abort=True)
-    write_stack_file(cfg, path, new_text, {b.pool: b.new_values() for b in bounds})
-    click.echo(f"wrote {path.name}; `pulumi up -s {env}` applies the bounds to the node groups")
+    click.echo(f"wrote {change.path.name}; `pulumi up -s {env}` applies the bounds to the node groups")

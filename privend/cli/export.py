@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from privend.cli import env_option
+from privend.cli import env_option, pass_app
+from privend.service import stacks
+from privend.service.app import App
 
 
 @click.group()
@@ -18,15 +20,8 @@ def export() -> None:
 @click.option("--endpoint", required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @env_option
-def manifests(endpoint, out_dir, env) -> None:
+@pass_app
+def manifests(app: App, endpoint, out_dir, env) -> None:
     """Write the endpoint's Kubernetes objects, one YAML file each (Secrets without values)."""
-    from privend.config import load_environment
-    from privend.endpoints import spec_of
-    from privend.manifests import write_manifests
-    from privend.registry import open_registry
-
-    cfg = load_environment(env)
-    with open_registry() as registry:
-        spec = spec_of(registry.get_endpoint(env, endpoint))
-    written = write_manifests(spec, cfg, out_dir)
+    written = stacks.export_manifests(app, env, endpoint, out_dir)
     click.echo(f"wrote {len(written)} manifests for endpoint '{endpoint}' to {out_dir}")

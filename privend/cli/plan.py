@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
-from privend.cli import env_option, format_option
+from privend.cli import env_option, format_option, pass_app
+from privend.cli.policy import exit_for, report
+from privend.cli.render import console
+from privend.service import stacks
+from privend.service.app import App
 
 
 @click.command()
 @env_option
 @click.option("--endpoint", help="Plan only this endpoint's stack.")
 @format_option
-def plan(env: str, endpoint: str | None, fmt: str) -> None:
+@pass_app
+def plan(app: App, env: str, endpoint: str | None, fmt: str) -> None:
     """Plan an environment (platform and endpoint stacks) offline: no Pulumi CLI, no credentials."""
-    from privend.plan import plan_environment, plan_json, render_table
+    render_plan(stacks.plan_environment(app, env, endpoint), fmt)
 
-    from privend.cli.policy import exit_for, report
-    from privend.config import load_environment
-    from privend.policy import evaluate
 
-    plans = plan_environment(env, endpoint)
-    violations = evaluate(plans, load_environment(env))
+def render_plan(result: stacks.PlanReport, fmt: str) -> None:
+    from privend.plan import plan_json, render_table  # the offline engine imports the Pulumi SDKs
+
     if fmt == "json":
-        click.echo(plan_json(plans))
+        click.echo(plan_json(result.plans))
     else:
-        from privend.cli.render import console
-
-        render_table(plans, console())
+        render_table(result.plans, console())
     # Violations go to stderr so the JSON on stdout stays a clean resource list.
-    report(violations)
-    exit_for(violations)
+    report(result.violations)
+    exit_for(result)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
-from privend.cli import env_option, format_option
+from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
+from privend.errors import PrivendError
+from privend.service import capacity
+from privend.service.app import App
 
 
 @click.group()
@@ -18,24 +21,16 @@ def quota() -> None:
 @format_option
 @click.option("--request-increase", is_flag=True,
               help="File Service Quotas increase requests for the shortfall (never while one is open).")
-def check(env, fmt, request_increase) -> None:
+@pass_app
+def check(app: App, env, fmt, request_increase) -> None:
     """Per quota code: vCPUs every pool needs at maxSize, the quota, current usage, verdict.
 
     Each pool counts maxSize nodes of its largest type (by vCPUs): that is as far
     as the cluster autoscaler may scale it. Exit 1 when a quota falls short, or
     when there are no AWS credentials.
     """
-    from privend.config import load_environment
-    from privend.errors import PrivendError
-    from privend.fleet import aws_clients, pool_nodes_for_quota, quota_basis
-    from privend.quotas import check_quotas, request_increases
-
-    cfg = load_environment(env)
-    basis = quota_basis(cfg)
-    clients = aws_clients(cfg)
-    verdicts = check_quotas(pool_nodes_for_quota(basis), clients)
-    requests = request_increases(verdicts, clients.service_quotas) if request_increase else []
-    short = [v for v in verdicts if v.shortfall]
+    report = capacity.check_quotas(app, env, request_increase)
+    cfg, basis, verdicts, requests, short = report.cfg, report.basis, report.verdicts, report.requests, report.short
 
     if fmt == "json":
         emit_json({

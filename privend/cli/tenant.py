@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import click
 
-from privend.cli import env_option, format_option
+from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
+from privend.registry import Tenant
+from privend.service import tenants
+from privend.service.app import App
+from privend.values import TIERS
 
 
-def _tenant_json(t) -> dict:
+def _tenant_json(t: Tenant) -> dict:
     return {"name": t.name, "env": t.env, "aws_account": t.aws_account, "principals": list(t.principals),
             "billing_timezone": t.billing_timezone, "tier": t.tier, "created_at": t.created_at.isoformat()}
 
@@ -24,52 +28,46 @@ def tenant() -> None:
 @click.option("--principal", "principals", multiple=True,
               help="IAM ARN (root, role or user) of that account allowed to connect; repeatable. Default: the account root.")
 @click.option("--billing-timezone", default="UTC", show_default=True, help="IANA timezone of the billing month.")
-@click.option("--tier", type=click.Choice(["shared", "dedicated"]), default="shared", show_default=True)
+@click.option("--tier", type=click.Choice(TIERS), default="shared", show_default=True)
 @env_option
-def create(name, aws_account, principals, billing_timezone, tier, env) -> None:
+@pass_app
+def create(app: App, name, aws_account, principals, billing_timezone, tier, env) -> None:
     """Register a tenant."""
-    from privend.config import load_environment
-    from privend.endpoints import create_tenant
-    from privend.registry import open_registry
-    from privend.spec import validate_tenant
+    created = tenants.create_tenant(app, tenants.CreateTenant(
+        env=env, name=name, aws_account=aws_account, principals=tuple(principals),
+        billing_timezone=billing_timezone, tier=tier))
+    render_created(created)
 
-    spec = validate_tenant(name=name, aws_account=aws_account, principals=list(principals),
-                           billing_timezone=billing_timezone, tier=tier)
-    load_environment(env)
-    with open_registry() as registry:
-        created = create_tenant(registry, env, spec)
-    click.echo(f"created tenant '{created.name}' in env {env} (account {created.aws_account}, tier {created.tier})")
+
+def render_created(created: Tenant) -> None:
+    click.echo(f"created tenant '{created.name}' in env {created.env} (account {created.aws_account}, "
+               f"tier {created.tier})")
 
 
 @tenant.command("list")
 @env_option
 @format_option
-def list_(env, fmt) -> None:
+@pass_app
+def list_(app: App, env, fmt) -> None:
     """List tenants."""
-    from privend.registry import open_registry
-
-    with open_registry() as registry:
-        tenants = registry.list_tenants(env)
+    found = tenants.list_tenants(app, env)
     if fmt == "json":
-        emit_json([_tenant_json(t) for t in tenants])
+        emit_json([_tenant_json(t) for t in found])
     else:
         emit_table(f"tenants in {env}", ["name", "aws account", "tier", "billing timezone", "principals"],
                    [(t.name, t.aws_account, t.tier, t.billing_timezone, len(t.principals) or "account root")
-                    for t in tenants])
+                    for t in found])
 
 
 @tenant.command("show")
 @click.argument("name")
 @env_option
 @format_option
-def show(name, env, fmt) -> None:
+@pass_app
+def show(app: App, name, env, fmt) -> None:
     """Show one tenant."""
-    from privend.registry import open_registry
-
-    with open_registry() as registry:
-        t = registry.get_tenant(env, name)
-        endpoints = [e.name for e in registry.list_endpoints(env, tenant=name)]
-    data = {**_tenant_json(t), "endpoints": endpoints}
+    view = tenants.show_tenant(app, env, name)
+    data = {**_tenant_json(view.tenant), "endpoints": view.endpoints}
     if fmt == "json":
         emit_json(data)
     else:
@@ -80,10 +78,8 @@ def show(name, env, fmt) -> None:
 @tenant.command("delete")
 @click.argument("name")
 @env_option
-def delete(name, env) -> None:
+@pass_app
+def delete(app: App, name, env) -> None:
     """Delete a tenant (refused while it has endpoints)."""
-    from privend.registry import open_registry
-
-    with open_registry() as registry:
-        registry.delete_tenant(env, name)
+    tenants.delete_tenant(app, env, name)
     click.echo(f"deleted tenant '{name}' in env {env}")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import io
 import sys
-from datetime import UTC, datetime
+from typing import TextIO
+from datetime import timedelta
 
 import click
+from rich.console import Console
+from rich.progress import Progress
 
-from privend.cli import env_option, format_option
+from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
 from privend.errors import InputError
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from privend.service import billing
+from privend.service.app import App
 
 
 def _print_summary(summary, fmt: str, what: str) -> None:
@@ -38,14 +39,10 @@ def usage() -> None:
 @click.argument("source", metavar="FILE|-")
 @env_option
 @format_option
-def import_(source, env, fmt) -> None:
+@pass_app
+def import_(app: App, source, env, fmt) -> None:
     """Import usage events from JSON lines (FILE, or - for stdin); idempotent by event id."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from privend.billing.usage import import_usage
-    from privend.registry import open_registry
-
+    stream: TextIO
     if source == "-":
         # Read as a file is: UTF-8, a byte that is not becomes U+FFFD (and the line malformed
         # or kept as it reads), never an error that stops the import halfway.
@@ -61,17 +58,17 @@ def import_(source, env, fmt) -> None:
     try:
         # Progress on stderr, and only for a person at a terminal: stdout stays the counts alone.
         progress_console = Console(stderr=True)
-        with open_registry() as registry, Progress(console=progress_console, transient=True,
-                                                   disable=fmt == "json" or not progress_console.is_terminal) as progress:
+        with Progress(console=progress_console, transient=True,
+                      disable=fmt == "json" or not progress_console.is_terminal) as progress:
             task = progress.add_task(f"importing {name}", total=None)
-            summary = import_usage(
-                registry, env, stream, now=_now(), source=name,
+            summary = billing.import_events(
+                app, env, stream, name,
                 on_batch=lambda s: progress.update(task, completed=s.accepted + s.duplicate + s.quarantined),
             )
     finally:
         if source != "-":
             stream.close()
-        elif stream is not sys.stdin:
+        elif isinstance(stream, io.TextIOWrapper) and stream is not sys.stdin:
             stream.detach()  # stdin itself stays open
     _print_summary(summary, fmt, f"imported {name}")
 
@@ -83,16 +80,10 @@ def import_(source, env, fmt) -> None:
 @click.option("--region", help="AWS region of the CloudWatch metrics (default: the AWS configuration).")
 @env_option
 @format_option
-def pull(period, settle_minutes, region, env, fmt) -> None:
+@pass_app
+def pull(app: App, period, settle_minutes, region, env, fmt) -> None:
     """Read hourly token sums from CloudWatch and import them as events (idempotent)."""
-    from datetime import timedelta
-
-    from privend.billing.pull import pull_usage
-    from privend.registry import open_registry
-
-    with open_registry() as registry:
-        result = pull_usage(registry, env, period, now=_now(), settle=timedelta(minutes=settle_minutes),
-                            region=region)
+    result = billing.pull_events(app, env, period, timedelta(minutes=settle_minutes), region)
     if fmt == "json":
         emit_json({**result.summary.to_json(), "calls": result.calls, "hours": result.hours,
                    "skipped_outside_subscription": result.skipped})
@@ -104,12 +95,10 @@ def pull(period, settle_minutes, region, env, fmt) -> None:
 @usage.command("quarantine")
 @env_option
 @format_option
-def quarantine(env, fmt) -> None:
+@pass_app
+def quarantine(app: App, env, fmt) -> None:
     """List usage input that was not accepted, with the reason."""
-    from privend.registry import open_registry
-
-    with open_registry() as registry:
-        records = registry.list_quarantine(env)
+    records = billing.list_quarantine(app, env)
     if fmt == "json":
         emit_json([{"reason": q.reason, "detail": q.detail, "line": q.line, "event_id": q.event_id,
                     "endpoint": q.endpoint, "quarantined_at": q.quarantined_at.isoformat()} for q in records])

@@ -13,8 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -24,29 +23,20 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
 from privend.errors import InputError
-
-# Env, tenant and endpoint names end up in Kubernetes names and DynamoDB keys
-# (`TENANT#<name>`), so they are DNS-1123 labels: that also keeps `#` out of keys.
-Name = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
-]
-
-AwsAccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
-
-# The principals a VPC endpoint service may allow: an account root, a role or a user.
-IamPrincipalArn = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(root|(role|user)/[A-Za-z0-9+=,.@_/-]+)$"
-    ),
-]
-
+from privend.values import (
+    AwsAccountId,
+    EndpointName,
+    EndpointStatus,
+    EnvName,
+    PrincipalArn,
+    TenantName,
+    Tier,
+    TimeZoneName,
+)
 
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
@@ -54,7 +44,6 @@ def _to_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
-EndpointStatus = Literal["pending", "deploying", "ready", "failed", "suspended", "deleting"]
 
 
 class _Record(BaseModel):
@@ -64,39 +53,31 @@ class _Record(BaseModel):
 class Tenant(_Record):
     """A customer: the AWS account and principals allowed to reach its endpoints."""
 
-    env: Name
-    name: Name
+    env: EnvName
+    name: TenantName
     aws_account: AwsAccountId
-    principals: list[IamPrincipalArn]
-    billing_timezone: str = "UTC"
-    tier: Literal["shared", "dedicated"]
+    principals: list[PrincipalArn]
+    billing_timezone: TimeZoneName = "UTC"
+    tier: Tier
     created_at: UtcDatetime
-
-    @field_validator("billing_timezone")
-    @classmethod
-    def _known_time_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
 
 
 class Endpoint(_Record):
     """One customer endpoint: its spec, what was last deployed, and where it stands.
 
     `spec` is the validated endpoint spec as plain JSON data; the registry stores
-    it without interpreting it. `version` increases by one on every change and is
+    it without interpreting it, and `privend.spec.EndpointSpec.from_record` reads
+    it back typed. `version` increases by one on every change and is
     what `update_endpoint` and `delete_endpoint` compare against.
     """
 
-    env: Name
-    name: Name
-    tenant: Name
+    env: EnvName
+    name: EndpointName
+    tenant: TenantName
     spec: dict[str, JsonValue]
     spec_hash: str
     deployed_hash: str | None = None
-    status: EndpointStatus = "pending"
+    status: EndpointStatus = EndpointStatus.PENDING
     status_message: str = ""
     created_at: UtcDatetime
     updated_at: UtcDatetime

@@ -1,0 +1,76 @@
+"""Billing use cases: usage in (import, pull), invoices out (reconcile, export), alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from privend import aws
+from privend.billing.alerts import sns_publisher, topic_region
+from privend.billing.export import invoices_csv, stored_invoices
+from privend.billing.periods import check_period
+from privend.billing.pull import PullResult, pull_usage
+from privend.billing.reconcile import ReconcileResult, dumps, reconcile
+from privend.billing.usage import ImportSummary, import_usage
+from privend.registry.billing import Alert, QuarantinedEvent
+from privend.service.app import App
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    result: ReconcileResult
+    topic: str | None  # where alerts were published; None when no topic is configured
+
+
+def import_events(app: App, env: str, stream: TextIO, source: str,
+                  on_batch: Callable[[ImportSummary], None] | None = None) -> ImportSummary:
+    """Import usage events from JSON lines; idempotent by event id, bad lines quarantined with the reason."""
+    with app.registry() as registry:
+        return import_usage(registry, env, stream, now=now(), source=source, on_batch=on_batch)
+
+
+def pull_events(app: App, env: str, period: str, settle: timedelta, region: str | None = None) -> PullResult:
+    """Read hourly token sums from CloudWatch and import them as events (idempotent)."""
+    check_period(period)
+    with app.registry() as registry:
+        return pull_usage(registry, env, period, now=now(), settle=settle, client=aws.client("cloudwatch", region))
+
+
+def list_quarantine(app: App, env: str) -> list[QuarantinedEvent]:
+    with app.registry() as registry:
+        return registry.list_quarantine(env)
+
+
+def reconcile_period(app: App, env: str, period: str, finalize: bool = False,
+                     topic_arn: str | None = None) -> Reconciled:
+    """Compute the period's invoices; record alerts and hard-cap suspensions; publish alerts to the topic, if any.
+
+    The topic is `topic_arn`, else the PRIVEND_ALERT_TOPIC_ARN setting.
+    """
+    topic = topic_arn or app.settings.alert_topic_arn
+    publish: Any = None
+    if topic:
+        publish = sns_publisher(env, topic, aws.client("sns", topic_region(topic)))
+    with app.registry() as registry:
+        result = reconcile(registry, env, period, now=now(), finalize=finalize, plans=app.plans(), publish=publish)
+    return Reconciled(result, topic)
+
+
+def export_invoices(app: App, env: str, period: str, fmt: str) -> tuple[str, int]:
+    """The period's invoices as last reconciled, as CSV or JSON text, and how many there are."""
+    with app.registry() as registry:
+        data = stored_invoices(registry, env, period)
+    text = invoices_csv(data) if fmt == "csv" else dumps(data) + "\n"
+    return text, len(data["invoices"])
+
+
+def list_alerts(app: App, env: str, period: str) -> list[Alert]:
+    check_period(period)
+    with app.registry() as registry:
+        return registry.list_alerts(env, period)
