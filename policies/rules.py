@@ -13,7 +13,7 @@ No Pulumi import here: the module is imported by the pack and by the CLI alike.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 MANDATORY = "mandatory"
@@ -370,7 +370,7 @@ def single_tenant(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple
         for tenant in {r.tags.get("privend.io/tenant"), r.labels.get("privend.io/tenant")} - {None}:
             owners.setdefault(tenant, r)
     if len(owners) > 1:
-        for tenant, r in sorted(owners.items())[1:]:
+        for _tenant, r in sorted(owners.items())[1:]:
             yield r, f"stack holds resources of several tenants: {', '.join(sorted(owners))}"
 
 

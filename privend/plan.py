@@ -66,21 +66,19 @@ def _label(resource: Any) -> str:
     return f"[bold]{resource.name}[/bold] [dim]{resource.type}[/dim]"
 
 
+def _add_children(parent_node: Tree, parent_urn: str | None, children: dict[str | None, list]) -> None:
+    """The resources parented by `parent_urn` under `parent_node`, components first, then by type and name."""
+    for resource in sorted(children.get(parent_urn, []), key=lambda r: (r.custom, r.type, r.name)):
+        _add_children(parent_node.add(_label(resource)), resource.urn, children)
+
+
 def render_table(plans: list[StackPlan], console: Console) -> None:
     for plan in plans:
         tree = Tree(f"[bold cyan]stack {plan.stack}[/bold cyan] ({len(plan.resources)} resources)")
-        nodes: dict[str, Tree] = {}
         children: dict[str | None, list] = {}
         for resource in plan.resources:
             children.setdefault(resource.parent, []).append(resource)
-
-        def add(parent_node: Tree, parent_urn: str | None) -> None:
-            for resource in sorted(children.get(parent_urn, []), key=lambda r: (r.custom, r.type, r.name)):
-                node = parent_node.add(_label(resource))
-                nodes[resource.urn] = node
-                add(node, resource.urn)
-
-        add(tree, None)
+        _add_children(tree, None, children)
         console.print(tree)
         counts = Table(title=f"{plan.stack}: resources by type", show_lines=False)
         counts.add_column("type")

@@ -88,7 +88,8 @@ def evaluate(plans: Iterable[StackPlan], cfg: EnvironmentConfig, include_config:
         if level == "disabled":
             continue
 
-        def add(stack: str, resource: rules.Resource | None, message: str) -> None:
+        def add(stack: str, resource: rules.Resource | None, message: str,
+                rule: rules.Rule = rule, level: str = level) -> None:
             found.append(Violation(stack, resource.urn if resource else stack, rule.name, level, message,
                                    rule.description))
 

@@ -318,7 +318,7 @@ def disruption_budget(ctx: RenderContext) -> dict:
 
 def scaled_object(ctx: RenderContext, load_balancer_arn_suffix: str | None = None) -> dict:
     spec = ctx.spec
-    dims = f"Environment;Tenant;Endpoint"
+    dims = "Environment;Tenant;Endpoint"
     values = f"{ctx.cfg.environment};{spec.tenant};{spec.name}"
     triggers = [{
         "type": "aws-cloudwatch",

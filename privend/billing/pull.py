@@ -165,7 +165,7 @@ def fetch(client: Any, env: str, calls: Iterable[Call]) -> tuple[dict[tuple[str,
             made += 1
             for result in response["MetricDataResults"]:
                 query = call.queries[int(result["Id"][1:])]
-                for stamp, value in zip(result["Timestamps"], result["Values"]):
+                for stamp, value in zip(result["Timestamps"], result["Values"], strict=True):
                     hour = to_us(stamp) // HOUR_US * HOUR_US
                     bucket = sums[(query.endpoint, hour)]
                     bucket[query.metric] = bucket.get(query.metric, 0.0) + value

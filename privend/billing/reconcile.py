@@ -106,12 +106,12 @@ def reconcile(
     period_usage, usage = usage[:len(windows)], usage[len(windows):]
     late_usage, live_usage = usage[:len(late_windows)], usage[len(late_windows):]
 
-    rated = [rate_window(window, used) for window, used in zip(windows, period_usage)]
+    rated = [rate_window(window, used) for window, used in zip(windows, period_usage, strict=True)]
     # Sort keys: per endpoint, its windows in time order (base fee, then overage), then adjustments.
     lines: dict[str, list[tuple[tuple[Any, ...], Line]]] = defaultdict(list)
     basis: dict[str, list[dict[str, Any]]] = defaultdict(list)
     currencies: dict[str, set[str]] = defaultdict(set)
-    for window, rating in zip(windows, rated):
+    for window, rating in zip(windows, rated, strict=True):
         lines[window.tenant].extend(((window.endpoint, 0, window.start_us, KIND_ORDER[line.kind]), line)
                                     for line in rating.lines)
         basis[window.tenant].append(window.basis(rating.usage))
@@ -187,7 +187,7 @@ def _adjustments(
 ) -> list[tuple[str, Line, str]]:
     """Rule 8: per endpoint and finalized period, its re-rating now minus what was billed."""
     rerated: dict[tuple[str, str], list[Any]] = {}
-    for (period, window), used in zip(late_windows, usage):
+    for (period, window), used in zip(late_windows, usage, strict=True):
         rating = rate_window(window, used)
         entry = rerated.setdefault((window.endpoint, period), [0, 0, window])
         entry[0] += rating.cents
@@ -206,7 +206,7 @@ def _adjustments(
 def _alerts(period: str, windows: list[Window], rated: list[Rated], now: datetime) -> list[Alert]:
     """80 % and 100 % of an endpoint's included tokens in the period, and its overage cap reached."""
     per_endpoint: dict[str, dict[str, Any]] = {}
-    for window, rating in zip(windows, rated):
+    for window, rating in zip(windows, rated, strict=True):
         entry = per_endpoint.setdefault(window.endpoint, {"tenant": window.tenant, "included": 0, "usage": 0,
                                                           "capped": [], "plan": window.plan.name})
         entry["included"] += window.included

@@ -225,7 +225,7 @@ def dedupe_batch(
     else:
         ids = [event[0] for event in events]
         # Where each id first occurs: built backwards, so an id's first position is written last and stays.
-        first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
+        first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1), strict=True))
         if len(first) == len(ids):
             return list(events), 0, []
         # The positions whose id came before, found in C (map, compress): a batch is up to 100,000 events.
