@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.endpoint import Endpoint, EndpointArgs
+from privend.components.endpoint import Endpoint, EndpointArgs
 from privend.config import EnvironmentConfig
 from privend.spec import EndpointSpec
 

@@ -1,4 +1,4 @@
-"""Evaluate the guardrail rules (policies.rules) on offline plans.
+"""Evaluate the guardrail rules (privend.policies.rules) on offline plans.
 
 This is what `privend plan`, `privend policy check` and `endpoint create/update`
 run. Offline, the rules see more than a policy pack under the engine does: which
@@ -15,10 +15,10 @@ from typing import Iterable
 
 import yaml
 
-from policies import rules
 from privend.catalog import engine_catalog, gpu_catalog
 from privend.config import SECRET_KEYS, EnvironmentConfig, namespace_values, stack_file
 from privend.offline import StackPlan
+from privend.policies import rules
 
 PACK_CONFIG = Path(__file__).resolve().parent.parent / "policies" / "policy-config.json"
 
