@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Iterable
 
@@ -20,7 +22,8 @@ from privend.config import SECRET_KEYS, EnvironmentConfig, namespace_values, sta
 from privend.offline import StackPlan
 from privend.policies import rules
 
-PACK_CONFIG = Path(__file__).resolve().parent.parent / "policies" / "policy-config.json"
+# The pack config as installed with the pack (privend.policies), for an editable install and a wheel alike.
+PACK_CONFIG = files("privend.policies").joinpath("policy-config.json")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def context_for(cfg: EnvironmentConfig) -> rules.Context:
     )
 
 
-def enforcement_levels(path: Path | None = None) -> dict[str, str]:
+def enforcement_levels(path: Path | Traversable | None = None) -> dict[str, str]:
     """Per-rule enforcement from the pack config (the same file `pulumi up --policy-pack-config` reads)."""
     path = path or PACK_CONFIG
     levels = {r.name: r.enforcement for r in rules.RULES}
