@@ -9,7 +9,7 @@ from typing import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster import Cluster
+from privend.components.cluster import Cluster
 from privend.iam import cluster_autoscaler_policy, load_balancer_controller_policy
 from privend.nodes import GPU_MODEL_LABEL, GPU_TAINT_KEY, POOL_LABEL, SYSTEM_POOL, TENANT_TAINT_KEY
 from privend.versions import CHART_REPOSITORIES

@@ -16,7 +16,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.gpu_pool import GpuPool, GpuPoolArgs
+from privend.components.gpu_pool import GpuPool, GpuPoolArgs
 from privend import render
 from privend.config import EnvironmentConfig
 from privend.iam import service_trust_policy

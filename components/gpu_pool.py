@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.node_group import launch_template, node_group
+from privend.components.node_group import launch_template, node_group
 from privend.naming import bounded_name
 from privend.nodes import NVIDIA_AMI_TYPE, autoscaler_node_template_tags, gpu_pool_labels, gpu_pool_taints
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster import Cluster
+from privend.components.cluster import Cluster
 from privend import metering
 from privend.config import EnvironmentConfig
 

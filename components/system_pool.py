@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import pulumi
 
-from components.node_group import launch_template, node_group
+from privend.components.node_group import launch_template, node_group
 from privend.naming import bounded_name
 from privend.nodes import POOL_LABEL, STANDARD_AMI_TYPE, SYSTEM_POOL
 

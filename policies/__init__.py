@@ -1,1 +1,1 @@
-"""The Private Endpoint CrossGuard policy pack: rules in `policies.rules`, the pack in `__main__.py`."""
+"""The Private Endpoint CrossGuard policy pack, installed as privend.policies: rules in `rules.py`, the pack in `__main__.py`."""

@@ -1,15 +1,17 @@
 """The CrossGuard policy pack: `pulumi preview --policy-pack policies` runs this.
 
-Thin: the rules live in rules.py, next to this file. The facts they check
-against (GPU instance types, allowed image registries) are read from the
-project's catalogs; the cost tags `required-tags` demands come from its
-config key `costTags` (policy-config.json, or --policy-pack-config).
+Thin: the rules live in rules.py, next to this file, imported as
+privend.policies.rules (the pack's requirements.txt installs the project into
+the pack's virtualenv). The facts they check against (GPU instance types,
+allowed image registries) are read from the project's catalogs through the
+privend package; the cost tags `required-tags` demands come from its config key
+`costTags` (policy-config.json, or --policy-pack-config).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from dataclasses import replace
+from importlib.resources import files
 
 import yaml
 from pulumi_policy import (
@@ -20,13 +22,11 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from privend.policies import rules
 
-import rules  # noqa: E402  (the pack runs from its own directory, not as a package)
-from dataclasses import replace  # noqa: E402
-
-CATALOG = HERE.parent / "privend" / "catalog"
+# The catalog data files, read as resources of the privend package: the pack needs
+# two plain lists from them, not the validated catalog models (and their imports).
+CATALOG = files("privend").joinpath("catalog")
 LEVELS = {rules.MANDATORY: EnforcementLevel.MANDATORY, rules.ADVISORY: EnforcementLevel.ADVISORY}
 
 

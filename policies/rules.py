@@ -128,7 +128,7 @@ def endpoint_labels(r: Resource, ctx: Context) -> Iterator[str]:
 
 @rule("launch-template-hardening",
       "Launch templates must require IMDSv2 (metadataOptions.httpTokens: required) and encrypt every EBS "
-      "volume (ebs.encrypted: \"true\"); use components.node_group.launch_template.")
+      "volume (ebs.encrypted: \"true\"); use privend.components.node_group.launch_template.")
 def launch_template(r: Resource, ctx: Context) -> Iterator[str]:
     if r.type != "aws:ec2/launchTemplate:LaunchTemplate":
         return

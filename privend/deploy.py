@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Protocol
 
@@ -17,12 +18,21 @@ from privend.errors import PrivendError
 from privend.settings import Settings
 from privend.spec import EndpointSpec
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-POLICY_PACK_DIR = PROJECT_DIR / "policies"
-
 
 class DeployUnavailable(PrivendError):
     """Deploying needs what this machine lacks (Pulumi CLI or credentials)."""
+
+
+def policy_pack_dir() -> Path:
+    """The CrossGuard pack's folder, as the installed package privend.policies.
+
+    The policies/ folder of the checkout under an editable install, site-packages/privend/policies
+    from a wheel. The engine is handed a folder, so a pack that is not one on disk is refused.
+    """
+    pack = files("privend.policies")
+    if not isinstance(pack, Path) or not (pack / "PulumiPolicy.yaml").is_file():
+        raise DeployUnavailable(f"the policy pack privend.policies is not a folder on disk ({pack})")
+    return pack
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class AutomationDeployer:
         self.settings = settings
 
     def check(self) -> None:
+        policy_pack_dir()
         if shutil.which("pulumi") is None:
             raise DeployUnavailable("the Pulumi CLI is not on PATH (install it: https://www.pulumi.com/docs/install/)")
         import boto3
@@ -97,8 +108,8 @@ class AutomationDeployer:
         stack = self._stack(spec, cfg)
         try:
             # The same guardrails the offline plan enforces, now enforced by the engine.
-            result = stack.up(policy_packs=[str(POLICY_PACK_DIR)],
-                              policy_pack_configs=[str(POLICY_PACK_DIR / "policy-config.json")],
+            pack = policy_pack_dir()
+            result = stack.up(policy_packs=[str(pack)], policy_pack_configs=[str(pack / "policy-config.json")],
                               on_output=lambda _line: None)
         except Exception as exc:  # the Automation API raises CommandError with the engine's output
             return DeployOutcome(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__, {})

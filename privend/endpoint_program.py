@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.endpoint import Endpoint, EndpointArgs
+from privend.components.endpoint import Endpoint, EndpointArgs
 from privend.config import EnvironmentConfig
 from privend.settings import DEFAULT_PULUMI_ORG
 from privend.spec import EndpointSpec

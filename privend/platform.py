@@ -10,13 +10,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.addons import PlatformAddons, PlatformAddonsArgs
-from components.cluster import Cluster, ClusterArgs
-from components.control_plane_data import ControlPlaneData, ControlPlaneDataArgs
-from components.gpu_pool import GpuPool, GpuPoolArgs
-from components.metering import MeteringCollector, MeteringCollectorArgs
-from components.network import Network, NetworkArgs
-from components.system_pool import SystemPool, SystemPoolArgs
+from privend.components.addons import PlatformAddons, PlatformAddonsArgs
+from privend.components.cluster import Cluster, ClusterArgs
+from privend.components.control_plane_data import ControlPlaneData, ControlPlaneDataArgs
+from privend.components.gpu_pool import GpuPool, GpuPoolArgs
+from privend.components.metering import MeteringCollector, MeteringCollectorArgs
+from privend.components.network import Network, NetworkArgs
+from privend.components.system_pool import SystemPool, SystemPoolArgs
 from privend.config import EnvironmentConfig
 from privend.naming import cluster_name as make_cluster_name
 

@@ -1,4 +1,4 @@
-"""Evaluate the guardrail rules (policies.rules) on offline plans.
+"""Evaluate the guardrail rules (privend.policies.rules) on offline plans.
 
 This is what `privend plan`, `privend policy check` and `endpoint create/update`
 run. Offline, the rules see more than a policy pack under the engine does: which
@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
-from policies import rules
 from privend.catalog import engine_catalog, gpu_catalog
 from privend.config import SECRET_KEYS, EnvironmentConfig, namespace_values, stack_file
 from privend.offline import StackPlan
+from privend.policies import rules
 
-PACK_CONFIG = Path(__file__).resolve().parent.parent / "policies" / "policy-config.json"
+# The pack config as installed with the pack (privend.policies), for an editable install and a wheel alike.
+PACK_CONFIG = files("privend.policies").joinpath("policy-config.json")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def context_for(cfg: EnvironmentConfig) -> rules.Context:
     )
 
 
-def enforcement_levels(path: Path | None = None) -> dict[str, str]:
+def enforcement_levels(path: Path | Traversable | None = None) -> dict[str, str]:
     """Per-rule enforcement from the pack config (the same file `pulumi up --policy-pack-config` reads)."""
     path = path or PACK_CONFIG
     levels = {r.name: r.enforcement for r in rules.RULES}

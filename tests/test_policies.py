@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from policies import rules
+from privend.policies import rules
 from privend.cli import main
 from privend.config import load_environment, stack_file
 from privend.plan import plan_endpoint
@@ -133,7 +133,7 @@ def test_node_group_in_a_nat_subnet_is_caught(platform_plan):
 
 
 def test_public_load_balancer_is_caught(fleet, platform_plan, monkeypatch):
-    import components.endpoint as component
+    import privend.components.endpoint as component
 
     real = component.aws.lb.LoadBalancer
 
@@ -221,7 +221,7 @@ def test_token_passed_as_plain_container_env_is_caught(fleet, platform_plan, mon
 def test_kubernetes_secret_data_stays_a_pulumi_secret_even_if_passed_plain(fleet, platform_plan, monkeypatch):
     # The Kubernetes SDK wraps Secret data in Output.secret itself; the offline
     # check relies on that marker, so a regression there would show here.
-    import components.endpoint as component
+    import privend.components.endpoint as component
     import pulumi_kubernetes as k8s
 
     def plain_secret(self, name, key, value, opts):
@@ -314,7 +314,7 @@ def _seed(runner, *extra):
 
 
 def test_plan_exits_3_naming_rule_and_fix_for_a_public_load_balancer(monkeypatch):
-    import components.endpoint as component
+    import privend.components.endpoint as component
 
     runner = CliRunner()
     _seed(runner)
