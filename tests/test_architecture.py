@@ -19,7 +19,12 @@ PACKAGE = Path(privend.__file__).resolve().parent
 
 
 def all_modules() -> set[str]:
-    return {m.name for m in pkgutil.walk_packages([str(PACKAGE)], prefix="privend.")} | {"privend"}
+    """Every module the distribution installs: privend/ and the folders package-dir maps into it."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    roots = {"privend": PACKAGE, **{name: ROOT / folder
+                                    for name, folder in config["tool"]["setuptools"]["package-dir"].items()}}
+    return {m.name for name, folder in roots.items()
+            for m in pkgutil.walk_packages([str(folder)], prefix=name + ".")} | set(roots)
 
 
 def layer_modules() -> list[set[str]]:
@@ -32,9 +37,9 @@ def test_every_module_of_the_package_sits_in_a_layer():
     listed = set().union(*layer_modules())
     covered = {m for m in all_modules() if any(m == name or m.startswith(name + ".") for name in listed)}
     # Package __init__ modules that only gather their children need no layer of their own.
-    unlisted = sorted(m for m in all_modules() - covered if not (PACKAGE / m.removeprefix("privend.").replace(".", "/")
-                                                                   / "__init__.py").is_file()
-                      and m != "privend")
+    packages = {m.name for m in pkgutil.walk_packages([str(PACKAGE)], prefix="privend.") if m.ispkg}
+    unlisted = sorted(m for m in all_modules() - covered - packages if m not in ("privend", "privend.components",
+                                                                                  "privend.policies"))
     assert unlisted == []
 
 
@@ -99,3 +104,10 @@ def test_root_help_lists_every_command_without_importing_the_services():
     assert loaded == "[]"
     for name in COMMANDS:
         assert f"  {name} " in help_text
+
+
+def test_every_package_of_the_tree_is_in_the_distribution():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    packages = {m.name for m in pkgutil.walk_packages([str(PACKAGE)], prefix="privend.") if m.ispkg} | {"privend"}
+    assert sorted(packages - listed) == []
