@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,30 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVEND_HOME", str(tmp_path / "privend-home"))
     monkeypatch.delenv("PRIVEND_REGISTRY", raising=False)
     monkeypatch.delenv("PRIVEND_ENV", raising=False)
+
+
+# Credentials, and the settings that pick them or send a client elsewhere (an assumed role, a custom endpoint).
+AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB",
+)
+
+
+def keep_aws_away(patch: pytest.MonkeyPatch, directory: Path) -> None:
+    """No AWS credentials in reach: the variables unset, the shared files missing, no instance metadata."""
+    for name in AWS_VARIABLES:
+        patch.delenv(name, raising=False)
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(directory / "no-aws-credentials"))
+    patch.setenv("AWS_CONFIG_FILE", str(directory / "no-aws-config"))
+    patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch, tmp_path):
+    """Nothing the test runs finds AWS credentials (`endpoint create`'s quota step, `quota check`, boto3 sessions),
+    whatever the developer's machine has; a test may still set fake ones for moto."""
+    keep_aws_away(monkeypatch, tmp_path)
 
 
 @functools.lru_cache(maxsize=None)

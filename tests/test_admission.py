@@ -99,15 +99,8 @@ def create_admitted(registry, name: str, gpus: int = 4, replicas: int = 1) -> En
 
 
 @pytest.fixture(autouse=True)
-def no_aws(monkeypatch, tmp_path):
-    """No real AWS anywhere; `endpoint create`'s quota step always finds no credentials."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def quota_step_finds_no_credentials(no_aws_credentials, monkeypatch):
+    """No real AWS anywhere; `endpoint create`'s quota step always finds no credentials, even under moto's fake ones."""
 
     def no_credentials(cfg):
         raise MissingCredentials("no AWS credentials in tests")

@@ -43,16 +43,8 @@ def endpoint_names(env: str = "dev") -> list[str]:
     return [e["name"] for e in json.loads(ok("endpoint", "list", "--env", env, "--format", "json").stdout)]
 
 
-@pytest.fixture(autouse=True)
-def no_aws(monkeypatch, tmp_path):
-    """No AWS credentials anywhere: nothing in these tests may reach a real account."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+# No AWS credentials anywhere: nothing in these tests may reach a real account.
+pytestmark = pytest.mark.usefixtures("no_aws_credentials")
 
 
 @pytest.fixture(autouse=True)

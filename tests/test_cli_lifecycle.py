@@ -60,16 +60,8 @@ def assert_no_error_lines(result) -> None:
     assert all(line.startswith(("note: ", "warning: ")) for line in result.stderr.splitlines()), result.stderr
 
 
-@pytest.fixture(autouse=True)
-def _no_aws_credentials(monkeypatch, tmp_path):
-    """`endpoint create` checks EC2 quotas where AWS credentials exist: keep every test away from AWS."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+# `endpoint create` checks EC2 quotas where AWS credentials exist: keep every test away from AWS.
+pytestmark = pytest.mark.usefixtures("no_aws_credentials")
 
 
 @pytest.fixture
