@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,17 @@ import pytest
 from privend.config import load_environment
 from privend.offline import StackPlan
 from privend.plan import plan_platform
+from tests.cli_support import (
+    ACCOUNT,
+    APP_ROLE,
+    MODEL_1B,
+    MODEL_8B,
+    MODEL_QWEN,
+    OTHER_ACCOUNT,
+    START,
+    FakeDeployer,
+    ok,
+)
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,3 +101,49 @@ def fleet():
     """fleet("dev") -> {endpoint: (spec, StackPlan)} for four endpoints of three tenants."""
     _fleet_plans("dev")  # computed before any test body can monkeypatch the programs
     return _fleet_plans
+
+
+# -- the CLI tests' deploy layer and world (tests/cli_support.py) --
+
+
+@pytest.fixture
+def no_pulumi(monkeypatch, tmp_path):
+    """The build machine as it is: no Pulumi CLI on PATH, whatever the developer's machine has."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+@pytest.fixture
+def deployer(monkeypatch) -> FakeDeployer:
+    import privend.deploy
+
+    fake = FakeDeployer()
+    # The CLI imports default_deployer from privend.deploy inside each command.
+    monkeypatch.setattr(privend.deploy, "default_deployer", lambda: fake)
+    return fake
+
+
+@pytest.fixture(scope="session")
+def _world_home(tmp_path_factory) -> Path:
+    """The world's registry, built once through the CLI (each endpoint create runs an offline policy check)."""
+    home = tmp_path_factory.mktemp("world-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRIVEND_HOME", str(home))
+        patch.delenv("PRIVEND_REGISTRY", raising=False)
+        patch.delenv("PRIVEND_ENV", raising=False)
+        ok("tenant", "create", "acme", "--aws-account", ACCOUNT, "--principal", APP_ROLE)
+        ok("tenant", "create", "globex", "--aws-account", OTHER_ACCOUNT, "--billing-timezone", "Europe/Berlin",
+           "--tier", "dedicated")
+        ok("endpoint", "create", "chat-bot", "--tenant", "acme", "--model", MODEL_8B, "--start", START, "--no-deploy")
+        ok("endpoint", "create", "tiny", "--tenant", "acme", "--model", MODEL_1B, "--replicas", "1:3",
+           "--start", START, "--no-deploy")
+        ok("endpoint", "create", "coder", "--tenant", "globex", "--model", MODEL_QWEN, "--engine", "vllm",
+           "--plan", "scale", "--start", START, "--no-deploy")
+    return home
+
+
+@pytest.fixture
+def world(_world_home):
+    """Two tenants and three endpoints in dev, recorded only (--no-deploy); a fresh copy for each test."""
+    shutil.copytree(_world_home, os.environ["PRIVEND_HOME"], dirs_exist_ok=True)
