@@ -126,9 +126,14 @@ def deployer(monkeypatch) -> FakeDeployer:
 
 @pytest.fixture(scope="session")
 def _world_home(tmp_path_factory) -> Path:
-    """The world's registry, built once through the CLI (each endpoint create runs an offline policy check)."""
+    """The world's registry, built once through the CLI (each endpoint create runs an offline policy check).
+
+    Session-scoped, so it is built before any test's function-scoped fixtures
+    (no_aws_credentials among them) run: it keeps AWS away itself.
+    """
     home = tmp_path_factory.mktemp("world-home")
     with pytest.MonkeyPatch.context() as patch:
+        keep_aws_away(patch, tmp_path_factory.mktemp("world-no-aws"))
         patch.setenv("PRIVEND_HOME", str(home))
         patch.delenv("PRIVEND_REGISTRY", raising=False)
         patch.delenv("PRIVEND_ENV", raising=False)
