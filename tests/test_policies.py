@@ -27,6 +27,9 @@ from privend.spec import EndpointSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The CLI tests below record endpoints, whose `endpoint create` checks EC2 quotas where AWS credentials exist.
+pytestmark = pytest.mark.usefixtures("no_aws_credentials")
+
 
 def _rules_hit(violations):
     return {v.rule for v in violations}
