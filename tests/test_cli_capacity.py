@@ -281,7 +281,7 @@ def test_rewrite_refuses_a_flow_style_pool_list_with_one_line():
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def aws(no_aws_credentials, monkeypatch):
     """The CLI's AWS clients: a real Service Quotas client under a Stubber, CloudWatch in moto."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

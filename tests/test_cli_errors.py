@@ -1,8 +1,12 @@
 """AWS set-up problems reach the operator as one line and exit code 1, never a traceback."""
 
+import pytest
 from click.testing import CliRunner
 
 from privend.cli import main
+
+# No credentials, profiles or endpoint overrides of the developer's machine change what the CLI reports.
+pytestmark = pytest.mark.usefixtures("no_aws_credentials")
 
 
 def test_dynamodb_registry_without_a_region_is_one_line_exit_1(monkeypatch):

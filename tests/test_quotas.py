@@ -29,7 +29,7 @@ G_ON_DEMAND, P_ON_DEMAND, G_SPOT = "L-DB2E81BA", "L-417A185B", "L-3819A6DF"
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def aws(no_aws_credentials, monkeypatch):
     """moto for CloudWatch, a stubbed real Service Quotas client; fake credentials only."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

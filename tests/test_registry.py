@@ -95,10 +95,8 @@ class Store:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def aws(no_aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's DynamoDB with fake credentials, answering one request at a time (see moto_one_request_at_a_time)."""
-    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(variable, raising=False)
     moto_one_request_at_a_time(monkeypatch, REGION)
     with mock_aws():
         dynamodb_client().create_table(TableName=TABLE, **table_schema())
