@@ -56,7 +56,8 @@ def test_connect_info_of_a_deployed_endpoint_uses_its_service_name_and_never_pri
                         lambda cfg, name: {"serviceName": service, "apiKey": api_key} if name == "coder" else {})
     out = ok("endpoint", "connect-info", "coder").stdout
     assert f"--service-name {service} \\" in out
-    assert f'service_name        = "{service}"' in out and f'service_name="{service}",' in out
+    assert f'service_name        = "{service}"' in out
+    assert f'service_name="{service}",' in out
     assert OFFLINE_SERVICE_NAME not in out
     assert api_key not in out
     bearer_lines = [line for line in out.splitlines() if "Authorization" in line]
@@ -69,7 +70,8 @@ def test_connect_info_of_an_undeployed_endpoint_ignores_outputs(world, monkeypat
     # A stack of that name may exist from an earlier life; the endpoint record says it is not deployed.
     monkeypatch.setattr(privend.stack_outputs, "endpoint_outputs", lambda cfg, name: {"serviceName": "stale"})
     out = ok("endpoint", "connect-info", "tiny").stdout
-    assert "stale" not in out and OFFLINE_SERVICE_NAME in out
+    assert "stale" not in out
+    assert OFFLINE_SERVICE_NAME in out
 
 
 # -- export and plan --
@@ -91,7 +93,8 @@ def test_export_manifests_writes_one_yaml_file_per_object(world, tmp_path):
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODEL_ID"]["value"] == MODEL_8B
     secrets = [d for d in documents if d["kind"] == "Secret"]
-    assert secrets and all("data" not in s and "stringData" not in s for s in secrets)
+    assert secrets
+    assert all("data" not in s and "stringData" not in s for s in secrets)
 
 
 def test_export_manifests_of_unknown_endpoint_writes_nothing(world, tmp_path):
@@ -114,5 +117,6 @@ def test_plan_json_holds_the_platform_stack_and_one_stack_per_live_endpoint(worl
 
 def test_plan_of_one_endpoint_holds_only_that_endpoints_stack(world):
     resources = json.loads(ok("plan", "--env", "dev", "--endpoint", "tiny", "--format", "json").stdout)
-    assert resources and {r["stack"] for r in resources} == {"dev-tiny"}
+    assert resources
+    assert {r["stack"] for r in resources} == {"dev-tiny"}
     assert_one_line_error(run("plan", "--env", "dev", "--endpoint", "nope"), 2, "endpoint 'nope' not found in env dev")

@@ -49,7 +49,9 @@ def test_endpoint_create_no_deploy_prints_the_sized_spec_and_how_to_deploy(world
     assert lines[-1] == "recorded; not deployed (--no-deploy): deploy with `privend endpoint sync --env dev`"
     assert_no_error_lines(result)
     support = by_name("support")
-    assert support["status"] == "pending" and support["deployed_hash"] is None and support["in_sync"] is False
+    assert support["status"] == "pending"
+    assert support["deployed_hash"] is None
+    assert support["in_sync"] is False
 
 
 def test_endpoint_list_json_has_stable_field_names_and_values(world):
@@ -61,9 +63,11 @@ def test_endpoint_list_json_has_stable_field_names_and_values(world):
                     "model": MODEL_8B, "engine": "tgi", "pool": "l4", "replicas": {"min": 1, "max": 1},
                     "gpus_per_replica": 1, "plan": "standard", "deployed_hash": None, "in_sync": False,
                     "version": 1}
-    assert coder["engine"] == "vllm" and coder["plan"] == "scale" and coder["tenant"] == "globex"
-    assert tiny["replicas"] == {"min": 1, "max": 3} and tiny["model"] == MODEL_1B
-    assert len({e["spec_hash"] for e in endpoints}) == 3 and all(len(e["spec_hash"]) == 64 for e in endpoints)
+    assert (coder["engine"], coder["plan"], coder["tenant"]) == ("vllm", "scale", "globex")
+    assert tiny["replicas"] == {"min": 1, "max": 3}
+    assert tiny["model"] == MODEL_1B
+    assert len({e["spec_hash"] for e in endpoints}) == 3
+    assert all(len(e["spec_hash"]) == 64 for e in endpoints)
     only_acme = json.loads(ok("endpoint", "list", "--tenant", "acme", "--format", "json").stdout)
     assert [e["name"] for e in only_acme] == ["chat-bot", "tiny"]
 
@@ -73,8 +77,11 @@ def test_endpoint_list_table_shows_one_row_per_endpoint(world):
     assert "endpoints in dev" in out
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
     assert set(rows) == {"chat-bot", "coder", "tiny"}
-    assert MODEL_QWEN in rows["coder"] and "globex" in rows["coder"] and "pending" in rows["coder"]
-    assert "1..3" in rows["tiny"] and "│ no " in rows["tiny"]
+    assert MODEL_QWEN in rows["coder"]
+    assert "globex" in rows["coder"]
+    assert "pending" in rows["coder"]
+    assert "1..3" in rows["tiny"]
+    assert "│ no " in rows["tiny"]
 
 
 def test_endpoint_show_json_has_spec_and_one_open_subscription_segment(world):
@@ -82,13 +89,14 @@ def test_endpoint_show_json_has_spec_and_one_open_subscription_segment(world):
     assert set(data) == ENDPOINT_FIELDS | {"spec", "subscription"}
     assert data["subscription"] == [{"plan": "standard", "start": START, "end": None}]
     spec = data["spec"]
-    assert spec["name"] == "chat-bot" and spec["tenant"] == "acme" and spec["env"] == "dev"
+    assert (spec["name"], spec["tenant"], spec["env"]) == ("chat-bot", "acme", "dev")
     assert spec["allowed_principals"] == [APP_ROLE]
     assert (spec["max_input_tokens"], spec["max_total_tokens"]) == (7168, 8192)
-    assert spec["revision"] == "main" and spec["image"] == "stock" and spec["tier"] == "shared"
+    assert (spec["revision"], spec["image"], spec["tier"]) == ("main", "stock", "shared")
     # The dedicated tier and the default principals (account root) come from the tenant.
     coder = show_json("coder")["spec"]
-    assert coder["tier"] == "dedicated" and coder["allowed_principals"] == [f"arn:aws:iam::{OTHER_ACCOUNT}:root"]
+    assert coder["tier"] == "dedicated"
+    assert coder["allowed_principals"] == [f"arn:aws:iam::{OTHER_ACCOUNT}:root"]
 
 
 def test_endpoint_create_without_start_opens_the_subscription_now(world):
@@ -102,7 +110,9 @@ def test_endpoint_create_without_start_opens_the_subscription_now(world):
 def test_endpoint_show_table_shows_replicas_spec_and_subscription(world):
     out = ok("endpoint", "show", "tiny").stdout
     assert "endpoint tiny" in out
-    assert "1..3" in out and "spec.max_total_tokens" in out and MODEL_1B in out
+    assert "1..3" in out
+    assert "spec.max_total_tokens" in out
+    assert MODEL_1B in out
     assert f"standard: {START} .. open" in out
 
 
@@ -133,8 +143,10 @@ def test_plan_change_with_effective_ends_the_old_plan_and_opens_a_second_segment
         {"plan": "standard", "start": START, "end": "2025-06-01T00:00:00+00:00"},
         {"plan": "scale", "start": "2025-06-01T00:00:00+00:00", "end": None},
     ]
-    assert after["plan"] == "scale" and after["spec"]["plan"] == "scale"
-    assert after["spec_hash"] != before["spec_hash"] and after["version"] == before["version"] + 1
+    assert after["plan"] == "scale"
+    assert after["spec"]["plan"] == "scale"
+    assert after["spec_hash"] != before["spec_hash"]
+    assert after["version"] == before["version"] + 1
     # Nothing else about the endpoint moved.
     assert {k: v for k, v in after["spec"].items() if k != "plan"} == \
         {k: v for k, v in before["spec"].items() if k != "plan"}
@@ -199,7 +211,8 @@ def test_scale_changes_the_replica_bounds(world):
         "recorded; not deployed (--no-deploy): deploy with `privend endpoint sync --env dev`",
     ]
     after = by_name("chat-bot")
-    assert after["replicas"] == {"min": 2, "max": 5} and after["spec_hash"] != before["spec_hash"]
+    assert after["replicas"] == {"min": 2, "max": 5}
+    assert after["spec_hash"] != before["spec_hash"]
     ok("endpoint", "scale", "chat-bot", "--replicas", "3", "--no-deploy")
     assert by_name("chat-bot")["replicas"] == {"min": 3, "max": 3}
 
@@ -223,10 +236,12 @@ def test_delete_with_yes_and_no_deploy_marks_deleting_and_ends_the_subscription(
         "recorded; not deployed (--no-deploy): deploy with `privend endpoint sync --env dev`",
     ]
     data = show_json("tiny")
-    assert data["status"] == "deleting" and data["status_message"] == "delete requested"
+    assert data["status"] == "deleting"
+    assert data["status_message"] == "delete requested"
     assert data["subscription"] == [{"plan": "standard", "start": START, "end": "2025-09-01T00:00:00+00:00"}]
     # The other endpoints are untouched.
-    assert by_name("chat-bot")["status"] == "pending" and by_name("chat-bot")["version"] == 1
+    assert by_name("chat-bot")["status"] == "pending"
+    assert by_name("chat-bot")["version"] == 1
 
 
 def test_endpoint_whose_subscription_has_not_started_can_be_deleted(world):

@@ -45,7 +45,8 @@ def test_create_without_no_deploy_records_and_says_it_was_not_deployed_and_how_t
 
 def test_scale_and_delete_without_no_deploy_record_and_say_not_deployed(world, no_pulumi):
     scaled = ok("endpoint", "scale", "tiny", "--replicas", "2:4")
-    assert "recorded but not deployed" in scaled.stdout and "`privend endpoint sync --env dev`" in scaled.stdout
+    assert "recorded but not deployed" in scaled.stdout
+    assert "`privend endpoint sync --env dev`" in scaled.stdout
     deleted = ok("endpoint", "delete", "chat-bot", "--yes")
     assert "recorded but not deployed" in deleted.stdout
     assert by_name("tiny")["replicas"] == {"min": 2, "max": 4}
@@ -76,17 +77,21 @@ def test_sync_deploys_every_changed_endpoint_and_marks_it_ready(world, deployer)
     assert sorted(deployer.deployed) == ["chat-bot", "coder", "tiny"]
     assert "sync of dev" in result.stdout
     for endpoint in endpoints_json():
-        assert endpoint["status"] == "ready" and endpoint["status_message"] == ""
-        assert endpoint["deployed_hash"] == endpoint["spec_hash"] and endpoint["in_sync"] is True
+        assert endpoint["status"] == "ready"
+        assert endpoint["status_message"] == ""
+        assert endpoint["deployed_hash"] == endpoint["spec_hash"]
+        assert endpoint["in_sync"] is True
     # The deployer was given the recorded spec.
-    assert deployer.specs["coder"].engine == "vllm" and deployer.specs["tiny"].max_replicas == 3
+    assert deployer.specs["coder"].engine == "vllm"
+    assert deployer.specs["tiny"].max_replicas == 3
 
 
 def test_sync_after_a_change_deploys_only_the_changed_endpoint(world, deployer):
     ok("endpoint", "sync")
     deployer.deployed.clear()
     ok("endpoint", "scale", "tiny", "--replicas", "2:3", "--no-deploy")
-    assert by_name("tiny")["in_sync"] is False and by_name("chat-bot")["in_sync"] is True
+    assert by_name("tiny")["in_sync"] is False
+    assert by_name("chat-bot")["in_sync"] is True
     out = json.loads(ok("endpoint", "sync", "--format", "json").stdout)
     assert deployer.deployed == ["tiny"]
     assert out == {"env": "dev", "ok": True,
@@ -109,11 +114,14 @@ def test_one_failed_deploy_does_not_stop_the_others_and_sync_exits_1(world, depl
     assert_one_line_error(result, 1, "1 of 3 endpoint(s) failed to sync")
     assert sorted(deployer.deployed) == ["chat-bot", "coder", "tiny"]
     failed_row = next(line for line in result.stdout.splitlines() if "chat-bot" in line)
-    assert "FAILED" in failed_row and "quota exceeded for chat-bot" in failed_row
+    assert "FAILED" in failed_row
+    assert "quota exceeded for chat-bot" in failed_row
     chat = by_name("chat-bot")
-    assert chat["status"] == "failed" and chat["status_message"] == "quota exceeded for chat-bot"
+    assert chat["status"] == "failed"
+    assert chat["status_message"] == "quota exceeded for chat-bot"
     assert chat["in_sync"] is False
-    assert by_name("coder")["status"] == "ready" and by_name("tiny")["status"] == "ready"
+    assert by_name("coder")["status"] == "ready"
+    assert by_name("tiny")["status"] == "ready"
     # A failed endpoint is retried by the next sync; the deployed ones are not.
     deployer.fail.clear()
     deployer.deployed.clear()
@@ -138,9 +146,11 @@ def test_sync_destroys_an_endpoint_marked_for_deletion_and_removes_it(world, dep
     ok("endpoint", "delete", "tiny", "--yes", "--no-deploy")
     deployer.deployed.clear()
     result = ok("endpoint", "sync")
-    assert deployer.destroyed == ["tiny"] and deployer.deployed == []
+    assert deployer.destroyed == ["tiny"]
+    assert deployer.deployed == []
     destroy_row = next(line for line in result.stdout.splitlines() if "tiny" in line)
-    assert "destroy" in destroy_row and "ok" in destroy_row
+    assert "destroy" in destroy_row
+    assert "ok" in destroy_row
     assert [e["name"] for e in endpoints_json()] == ["chat-bot", "coder"]
     assert_one_line_error(run("endpoint", "show", "tiny"), 2, "endpoint 'tiny' not found in env dev")
 
@@ -186,7 +196,8 @@ def test_change_recorded_while_its_stack_deploys_is_deployed_by_the_next_sync(wo
     run("endpoint", "sync")
     deployer.deployed.clear()
     ok("endpoint", "sync")
-    assert deployer.deployed == ["tiny"] and deployer.specs["tiny"].min_replicas == 2
+    assert deployer.deployed == ["tiny"]
+    assert deployer.specs["tiny"].min_replicas == 2
     assert by_name("tiny")["in_sync"] is True
 
 
@@ -206,7 +217,8 @@ def test_create_without_no_deploy_deploys_at_once_when_the_deploy_layer_works(wo
     result = ok("endpoint", "create", "support", "--tenant", "acme", "--model", MODEL_1B)
     assert result.stdout.splitlines()[-1] == "deployed endpoint 'support'"
     assert deployer.deployed == ["support"]
-    assert by_name("support")["status"] == "ready" and by_name("support")["in_sync"] is True
+    assert by_name("support")["status"] == "ready"
+    assert by_name("support")["in_sync"] is True
 
 
 def test_create_whose_deploy_fails_exits_1_and_keeps_the_record_for_sync(world, deployer):

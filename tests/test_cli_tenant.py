@@ -35,10 +35,12 @@ def test_tenant_create_confirms_account_and_tier_and_list_json_has_stable_fields
     assert [t["name"] for t in tenants] == ["acme", "globex", "initech"]
     assert all(set(t) == TENANT_FIELDS for t in tenants)
     acme, globex, initech = tenants
-    assert acme["principals"] == [APP_ROLE] and acme["aws_account"] == ACCOUNT and acme["tier"] == "shared"
-    assert globex["billing_timezone"] == "Europe/Berlin" and globex["tier"] == "dedicated"
+    assert (acme["principals"], acme["aws_account"], acme["tier"]) == ([APP_ROLE], ACCOUNT, "shared")
+    assert globex["billing_timezone"] == "Europe/Berlin"
+    assert globex["tier"] == "dedicated"
     assert globex["principals"] == []
-    assert initech["billing_timezone"] == "UTC" and initech["env"] == "dev"
+    assert initech["billing_timezone"] == "UTC"
+    assert initech["env"] == "dev"
     assert datetime.fromisoformat(initech["created_at"]).tzinfo is not None
 
 
@@ -47,8 +49,12 @@ def test_tenant_list_table_shows_principal_count_or_account_root(world):
     assert "tenants in dev" in out
     acme_row = next(line for line in out.splitlines() if " acme " in line)
     globex_row = next(line for line in out.splitlines() if " globex " in line)
-    assert ACCOUNT in acme_row and "shared" in acme_row and "│ 1 " in acme_row
-    assert OTHER_ACCOUNT in globex_row and "dedicated" in globex_row and "account root" in globex_row
+    assert ACCOUNT in acme_row
+    assert "shared" in acme_row
+    assert "│ 1 " in acme_row
+    assert OTHER_ACCOUNT in globex_row
+    assert "dedicated" in globex_row
+    assert "account root" in globex_row
 
 
 def test_tenants_are_scoped_by_env(world):
@@ -62,7 +68,10 @@ def test_tenant_show_json_lists_its_endpoints_and_table_shows_fields(world):
     assert data["endpoints"] == ["chat-bot", "tiny"]
     assert data["principals"] == [APP_ROLE]
     out = ok("tenant", "show", "globex").stdout
-    assert "tenant globex" in out and "Europe/Berlin" in out and "coder" in out and "chat-bot" not in out
+    assert "tenant globex" in out
+    assert "Europe/Berlin" in out
+    assert "coder" in out
+    assert "chat-bot" not in out
 
 
 def test_tenant_name_of_exactly_20_characters_is_accepted():
