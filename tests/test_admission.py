@@ -178,7 +178,8 @@ def test_two_creators_released_together_after_both_passed_the_check_one_wins(nea
         def create(registry, name: str) -> None:
             request = custom_request(name)
             admission = admit_endpoint(registry, cfg, request)
-            assert admission is not None and admission.fit.fits  # each alone fits
+            assert admission is not None
+            assert admission.fit.fits  # each alone fits
             checked.wait(timeout=60)  # both checked before either writes
             new_endpoint(registry, cfg, request, admission=admission)
 
@@ -409,7 +410,8 @@ def test_changes_that_do_not_add_demand_pass_in_a_pool_already_over_its_max(flee
     path = stacks / "Pulumi.dev.yaml"
     path.write_text(path.read_text().replace("      maxSize: 4\n", "      maxSize: 2\n"))
     pool = json.loads(ok("capacity", "plan", "--format", "json").stdout)["pools"][0]
-    assert pool["fit"]["fits"] is False and pool["fit"]["nodes_needed_fewest"] == 3
+    assert pool["fit"]["fits"] is False
+    assert pool["fit"]["nodes_needed_fewest"] == 3
 
     ok("endpoint", "scale", "chat", "--replicas", "2:3", "--no-deploy")  # MIN up, MAX as it was
     ok("endpoint", "scale", "chat", "--replicas", "1:2", "--no-deploy")  # MAX down
@@ -419,7 +421,8 @@ def test_changes_that_do_not_add_demand_pass_in_a_pool_already_over_its_max(flee
     ok("endpoint", "update", "chat", "--model", "Qwen/Qwen2.5-7B-Instruct", "--no-deploy")  # 1 GPU, as before
     specs = {e["name"]: e["spec"] for e in registry_state()}
     assert (specs["chat"]["min_replicas"], specs["chat"]["max_replicas"], specs["chat"]["plan"]) == (1, 2, "scale")
-    assert specs["chat"]["model"] == "Qwen/Qwen2.5-7B-Instruct" and specs["big"]["gpus_per_replica"] == 2
+    assert specs["chat"]["model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert specs["big"]["gpus_per_replica"] == 2
 
     # chat 1 x 2 and big 2 x 2 now fit 2 nodes; with maxSize 1 the pool is over again, and a step up is checked:
     # to 1:5 it needs a third node and is refused; to 1:3 it still needs 2 and passes.

@@ -24,5 +24,7 @@ def test_unexpected_errors_are_not_swallowed(monkeypatch):
         raise RuntimeError("a bug")
     monkeypatch.setattr("privend.registry.open_registry", broken)
     result = CliRunner().invoke(main, ["tenant", "list"])
-    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"
-    assert result.exit_code == 1 and "error: " not in result.stderr  # not dressed up as a user error
+    assert isinstance(result.exception, RuntimeError)
+    assert str(result.exception) == "a bug"
+    assert result.exit_code == 1
+    assert "error: " not in result.stderr  # not dressed up as a user error
