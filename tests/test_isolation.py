@@ -111,11 +111,16 @@ def test_generated_tenants_never_share_namespaces_names_or_principals(pairs):
 def test_derived_names_fit_limits_for_the_longest_accepted_ids():
     env = "a" * 12
     names = endpoint_names(env, "e" * ENDPOINT_NAME_MAX)
-    assert len(names.namespace) <= 63 and len(names.load_balancer) <= 32 and len(names.target_group) <= 32
-    assert len(names.node_role) <= 64 and len(names.node_group) <= 63 and len(names.security_group) <= 255
+    assert len(names.namespace) <= 63
+    assert len(names.load_balancer) <= 32
+    assert len(names.target_group) <= 32
+    assert len(names.node_role) <= 64
+    assert len(names.node_group) <= 63
+    assert len(names.security_group) <= 255
     # Cut names stay unique: two long ids differing only at the end.
     other = endpoint_names(env, "e" * (ENDPOINT_NAME_MAX - 1) + "f")
-    assert names.load_balancer != other.load_balancer and names.target_group != other.target_group
+    assert names.load_balancer != other.load_balancer
+    assert names.target_group != other.target_group
     # Stable across runs (no per-process hash): the full name "pe-<env>-<endpoint>" (40 characters) is cut
     # to its first 25 and given the first 6 hex digits of its SHA-256, pinned here.
     full = f"pe-{env}-{'e' * ENDPOINT_NAME_MAX}"
