@@ -1,17 +1,26 @@
-"""Shared fixtures: offline plans of the real environments, computed once per session."""
+"""Shared fixtures: offline plans of the real environments (computed once per session), a test kept apart
+from the developer's registry and AWS credentials, the CLI tests' world and fake deployer, and the registry
+backends and plans of the billing and usage tests."""
 
 from __future__ import annotations
 
 import functools
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
 
+from privend.billing.plans import Plan, load_plans
 from privend.config import load_environment
 from privend.offline import StackPlan
 from privend.plan import plan_platform
+from privend.registry import Registry
+from privend.registry.dynamodb import DynamoRegistry, table_schema
+from privend.registry.sqlite import SqliteRegistry
+from tests.billing_support import PLANS_YAML
 from tests.cli_support import (
     ACCOUNT,
     APP_ROLE,
@@ -23,6 +32,8 @@ from tests.cli_support import (
     FakeDeployer,
     ok,
 )
+from tests.dynamodb_support import REGION, TABLE, dynamodb_client
+from tests.thread_support import moto_one_request_at_a_time
 
 
 @functools.lru_cache(maxsize=None)
@@ -152,3 +163,37 @@ def _world_home(tmp_path_factory) -> Path:
 def world(_world_home):
     """Two tenants and three endpoints in dev, recorded only (--no-deploy); a fresh copy for each test."""
     shutil.copytree(_world_home, os.environ["PRIVEND_HOME"], dirs_exist_ok=True)
+
+
+# -- moto's DynamoDB, and the registry and plans of the billing and usage tests (tests/billing_support.py) --
+
+
+@pytest.fixture
+def aws(no_aws_credentials, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's DynamoDB with fake credentials, answering one request at a time (see moto_one_request_at_a_time)."""
+    moto_one_request_at_a_time(monkeypatch, REGION)
+    with mock_aws():
+        dynamodb_client().create_table(TableName=TABLE, **table_schema())
+        yield
+
+
+@pytest.fixture
+def plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Plan]:
+    """The billing tests' plans catalog (PLANS_YAML), written to tmp_path and set as PRIVEND_PLANS."""
+    path = tmp_path / "plans.yaml"
+    path.write_text(PLANS_YAML)
+    monkeypatch.setenv("PRIVEND_PLANS", str(path))
+    return load_plans(path)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    """A fresh registry, once on SQLite in tmp_path and once on moto's DynamoDB (test_registry and
+    test_usage_pull have registry fixtures of their own)."""
+    if request.param == "sqlite":
+        opened: Registry = SqliteRegistry(tmp_path / "registry.db")
+    else:
+        request.getfixturevalue("aws")
+        opened = DynamoRegistry(TABLE, REGION, client=dynamodb_client())
+    yield opened
+    opened.close()

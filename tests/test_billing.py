@@ -16,7 +16,7 @@ from privend.billing.reconcile import dumps, reconcile
 from privend.billing.usage import import_usage
 from privend.errors import InputError
 from privend.registry import Registry
-from tests.billing_support import ENV, aws, add_endpoint, add_tenant, event, lines_of, plans, registry, utc  # noqa: F401
+from tests.billing_support import ENV, add_endpoint, add_tenant, event, lines_of, utc
 
 APRIL = utc(2025, 4, 2)  # "now" for reconciling March 2025
 MARCH = "2025-03"

@@ -15,16 +15,7 @@ from privend.billing.reconcile import dumps, reconcile
 from privend.billing.usage import import_usage
 from privend.registry import Registry, spec_hash
 from privend.registry.sqlite import SqliteRegistry
-from tests.billing_support import (  # noqa: F401
-    ENV,
-    add_endpoint,
-    add_tenant,
-    aws,
-    event,
-    plans,
-    registry,
-    utc,
-)
+from tests.billing_support import ENV, add_endpoint, add_tenant, event, utc
 
 NOW = utc(2025, 3, 20)  # inside March: the current period
 
@@ -253,7 +244,7 @@ def test_dynamodb_crash_at_any_call_of_a_reconcile_leaves_before_or_after_and_ne
     from botocore.exceptions import EndpointConnectionError
 
     from privend.registry.dynamodb import DynamoRegistry, table_schema
-    from tests.test_registry import REGION, TABLE, dynamodb_client
+    from tests.dynamodb_support import REGION, TABLE, dynamodb_client
 
     client = dynamodb_client()
 

@@ -16,17 +16,7 @@ from privend.billing.usage import import_usage
 from privend.registry import Registry
 from privend.registry.billing import to_us
 from privend.registry.sqlite import SqliteRegistry
-from tests.billing_support import (  # noqa: F401
-    ENV,
-    PLANS_YAML,
-    add_endpoint,
-    add_tenant,
-    aws,
-    event,
-    plans,
-    registry,
-    utc,
-)
+from tests.billing_support import ENV, PLANS_YAML, add_endpoint, add_tenant, event, utc
 
 NOW = utc(2025, 3, 20, 12)
 
@@ -209,7 +199,7 @@ def test_dynamodb_batch_is_one_transaction_and_a_failed_one_stores_nothing(aws: 
     from botocore.exceptions import EndpointConnectionError
 
     from privend.registry.dynamodb import DynamoRegistry
-    from tests.test_registry import REGION, TABLE, dynamodb_client
+    from tests.dynamodb_support import REGION, TABLE, dynamodb_client
 
     client = dynamodb_client()
     registry = DynamoRegistry(TABLE, REGION, client=client)

@@ -29,15 +29,7 @@ from privend.registry.billing import (
     to_us,
 )
 from privend.registry.sqlite import PAGE_SIZE, SqliteRegistry
-from tests.billing_support import (  # noqa: F401
-    ENV,
-    add_endpoint,
-    add_tenant,
-    aws,
-    event,
-    registry,
-    utc,
-)
+from tests.billing_support import ENV, add_endpoint, add_tenant, event, utc
 
 NOW_US = to_us(utc(2025, 3, 20, 12, 5))
 INDEX = SubscriptionIndex([
