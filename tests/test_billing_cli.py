@@ -12,7 +12,7 @@ from privend.billing.plans import load_plans, validate_plan_name
 from privend.cli import main
 from privend.errors import InputError
 from privend.registry import open_registry
-from tests.billing_support import ENV, PLANS_YAML, add_endpoint, add_tenant, event, utc
+from tests.billing_support import PLANS_YAML, add_endpoint, add_tenant, event, utc
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from privend.config import load_environment
 from privend.netplan import plan_subnets
 

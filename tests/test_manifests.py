@@ -133,7 +133,7 @@ def test_vllm_gets_the_same_spec_through_its_flags_with_usage_stats_off():
     spec, _, objects = _objects(dict(model="Qwen/Qwen2.5-72B-Instruct", engine="vllm", pool="h100", quantize="awq"))
     _, container = _container(objects)
     args = container["args"]
-    flags = dict(zip(args[::2], args[1::2]))
+    flags = dict(zip(args[::2], args[1::2], strict=True))  # every flag has its value
     assert flags["--model"] == "Qwen/Qwen2.5-72B-Instruct"
     assert flags["--tensor-parallel-size"] == str(spec.gpus_per_replica)
     assert flags["--quantization"] == "awq"

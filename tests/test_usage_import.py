@@ -4,6 +4,7 @@ batches that are all or nothing; and any split, order or duplication of files gi
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +280,7 @@ def test_any_split_order_and_duplication_of_files_gives_the_same_invoices(
 ) -> None:
     stream = [EVENTS[i] for i in [*order, *extra]]
     bounds = sorted({0, len(stream), *[min(c, len(stream)) for c in cuts]})
-    files = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    files = [stream[a:b] for a, b in pairwise(bounds)]
     registry = _fresh_registry(tmp_path_factory.mktemp("prop") / "registry.db")
 
     for lines in files:
