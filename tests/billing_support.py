@@ -1,20 +1,16 @@
-"""Helpers shared by the billing and usage tests: a plans catalog, records, both backends."""
+"""Helpers shared by the billing and usage tests: a plans catalog and records.
+
+Their fixtures are conftest's: `plans` (this catalog, as PRIVEND_PLANS) and
+`registry` (one test per backend, SQLite and DynamoDB on moto).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from privend.billing.plans import Plan, load_plans
 from privend.registry import Endpoint, Registry, SubscriptionSegment, Tenant, spec_hash
-from privend.registry.dynamodb import DynamoRegistry
-from privend.registry.sqlite import SqliteRegistry
-from tests.test_registry import REGION, TABLE, aws, dynamodb_client  # noqa: F401  (aws: moto fixture)
 
 ENV = "dev"
 
@@ -34,25 +30,6 @@ plans:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
-
-
-@pytest.fixture
-def plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Plan]:
-    path = tmp_path / "plans.yaml"
-    path.write_text(PLANS_YAML)
-    monkeypatch.setenv("PRIVEND_PLANS", str(path))
-    return load_plans(path)
-
-
-@pytest.fixture(params=["sqlite", "dynamodb"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        opened: Registry = SqliteRegistry(tmp_path / "registry.db")
-    else:
-        request.getfixturevalue("aws")
-        opened = DynamoRegistry(TABLE, REGION, client=dynamodb_client())
-    yield opened
-    opened.close()
 
 
 def add_tenant(registry: Registry, name: str = "acme", timezone: str = "UTC", account: str = "111122223333") -> Tenant:

@@ -1,8 +1,9 @@
-"""Running `privend` in-process, and what its output must look like."""
+"""Running `privend` in-process, what its output must look like, and the dev world the CLI tests share."""
 
 from __future__ import annotations
 
 import os
+import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from privend.registry import Endpoint, Registry, backends
 from privend.service.endpoints import new_endpoint, size_request
 from privend.settings import Settings
 from privend.spec import EndpointRequest
+from privend.deploy import DeployOutcome, DeployUnavailable
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -79,3 +81,75 @@ def record_request(registry: Registry, cfg: EnvironmentConfig, request: Endpoint
     """Record `request` the way `endpoint create` does, with the admission it was given (if any)."""
     spec = admission.spec if admission is not None else size_request(registry, cfg, request)
     return new_endpoint(registry, cfg, spec, start, admission=admission)
+# -- the world of the tenant and endpoint tests (conftest's `world`) --
+
+ACCOUNT = "111122223333"
+OTHER_ACCOUNT = "444455556666"
+APP_ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
+MODEL_8B = "meta-llama/Llama-3.1-8B-Instruct"
+MODEL_1B = "meta-llama/Llama-3.2-1B-Instruct"
+MODEL_QWEN = "Qwen/Qwen2.5-7B-Instruct"
+MODEL_70B = "meta-llama/Llama-3.1-70B-Instruct"
+START = "2025-01-01T00:00:00+00:00"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+ECR_IMAGE = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/privend/tgi-baked@{DIGEST}"
+FOREIGN_IMAGE = f"docker.io/someone/tgi@{DIGEST}"
+ENDPOINT_FIELDS = {
+    "name", "env", "tenant", "status", "status_message", "model", "engine", "pool", "replicas",
+    "gpus_per_replica", "plan", "spec_hash", "deployed_hash", "in_sync", "updated_at", "version",
+}
+TENANT_FIELDS = {"name", "env", "aws_account", "principals", "billing_timezone", "tier", "created_at"}
+
+
+def endpoints_json() -> list[dict]:
+    return json.loads(ok("endpoint", "list", "--format", "json").stdout)
+
+
+def show_json(name: str) -> dict:
+    return json.loads(ok("endpoint", "show", name, "--format", "json").stdout)
+
+
+def by_name(name: str) -> dict:
+    return next(e for e in endpoints_json() if e["name"] == name)
+
+
+def registry_state() -> tuple[str, str]:
+    """All tenants and endpoints of dev as the CLI reports them (versions and timestamps included)."""
+    return ok("tenant", "list", "--format", "json").stdout, ok("endpoint", "list", "--format", "json").stdout
+
+
+def assert_no_error_lines(result) -> None:
+    """stderr may carry notes and warnings (the EC2 quota check), never an error."""
+    assert all(line.startswith(("note: ", "warning: ")) for line in result.stderr.splitlines()), result.stderr
+
+
+class FakeDeployer:
+    """Records what it was asked to deploy and destroy; fails for the names in `fail`."""
+
+    def __init__(self) -> None:
+        self.deployed: list[str] = []
+        self.destroyed: list[str] = []
+        self.specs: dict = {}
+        self.fail: set[str] = set()
+        self.explode: set[str] = set()
+        self.unavailable: str | None = None
+
+    def check(self) -> None:
+        if self.unavailable:
+            raise DeployUnavailable(self.unavailable)
+
+    def deploy(self, spec, cfg) -> DeployOutcome:
+        self.deployed.append(spec.name)
+        self.specs[spec.name] = spec
+        if spec.name in self.explode:
+            raise RuntimeError(f"stack {cfg.environment}-{spec.name} is locked")
+        if spec.name in self.fail:
+            return DeployOutcome(False, f"quota exceeded for {spec.name}", {})
+        return DeployOutcome(True, "succeeded", {"serviceName": f"com.amazonaws.vpce.us-east-1.vpce-svc-{spec.name}",
+                                                 "apiKey": "[secret]"})
+
+    def destroy(self, spec, cfg) -> DeployOutcome:
+        self.destroyed.append(spec.name)
+        if spec.name in self.fail:
+            return DeployOutcome(False, f"dependency violation in {spec.name}", {})
+        return DeployOutcome(True, "succeeded", {})

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +108,8 @@ def create_admitted(registry, name: str, gpus: int = 4, replicas: int = 1) -> En
 
 
 @pytest.fixture(autouse=True)
-def no_aws(monkeypatch, tmp_path):
-    """No real AWS anywhere; `endpoint create`'s quota step always finds no credentials."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def quota_step_finds_no_credentials(no_aws_credentials, monkeypatch):
+    """No real AWS anywhere; `endpoint create`'s quota step always finds no credentials, even under moto's fake ones."""
 
     def no_credentials(cfg):
         raise MissingCredentials("no AWS credentials in tests")
@@ -195,7 +187,8 @@ def test_two_creators_released_together_after_both_passed_the_check_one_wins(nea
         def create(registry, name: str) -> None:
             request = custom_request(name)
             admission = admit(registry, cfg, request)
-            assert admission is not None and admission.fit.fits  # each alone fits
+            assert admission is not None
+            assert admission.fit.fits  # each alone fits
             checked.wait(timeout=60)  # both checked before either writes
             record_request(registry, cfg, request, admission=admission)
 
@@ -426,7 +419,8 @@ def test_changes_that_do_not_add_demand_pass_in_a_pool_already_over_its_max(flee
     path = stacks / "Pulumi.dev.yaml"
     path.write_text(path.read_text().replace("      maxSize: 4\n", "      maxSize: 2\n"))
     pool = json.loads(ok("capacity", "plan", "--format", "json").stdout)["pools"][0]
-    assert pool["fit"]["fits"] is False and pool["fit"]["nodes_needed_fewest"] == 3
+    assert pool["fit"]["fits"] is False
+    assert pool["fit"]["nodes_needed_fewest"] == 3
 
     ok("endpoint", "scale", "chat", "--replicas", "2:3", "--no-deploy")  # MIN up, MAX as it was
     ok("endpoint", "scale", "chat", "--replicas", "1:2", "--no-deploy")  # MAX down
@@ -436,7 +430,8 @@ def test_changes_that_do_not_add_demand_pass_in_a_pool_already_over_its_max(flee
     ok("endpoint", "update", "chat", "--model", "Qwen/Qwen2.5-7B-Instruct", "--no-deploy")  # 1 GPU, as before
     specs = {e["name"]: e["spec"] for e in registry_state()}
     assert (specs["chat"]["min_replicas"], specs["chat"]["max_replicas"], specs["chat"]["plan"]) == (1, 2, "scale")
-    assert specs["chat"]["model"] == "Qwen/Qwen2.5-7B-Instruct" and specs["big"]["gpus_per_replica"] == 2
+    assert specs["chat"]["model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert specs["big"]["gpus_per_replica"] == 2
 
     # chat 1 x 2 and big 2 x 2 now fit 2 nodes; with maxSize 1 the pool is over again, and a step up is checked:
     # to 1:5 it needs a third node and is refused; to 1:3 it still needs 2 and passes.

@@ -16,7 +16,7 @@ from privend.billing.reconcile import dumps, reconcile
 from privend.billing.usage import import_usage
 from privend.errors import InputError
 from privend.registry import Registry
-from tests.billing_support import ENV, aws, add_endpoint, add_tenant, event, lines_of, plans, registry, utc  # noqa: F401
+from tests.billing_support import ENV, add_endpoint, add_tenant, event, lines_of, utc
 
 APRIL = utc(2025, 4, 2)  # "now" for reconciling March 2025
 MARCH = "2025-03"
@@ -229,8 +229,10 @@ def test_finalized_period_never_changes_and_says_so(registry: Registry, plans) -
 
     again = run(registry, plans, finalize=True)
 
-    assert final.finalized and final.changed
-    assert again.finalized and not again.changed
+    assert final.finalized
+    assert final.changed
+    assert again.finalized
+    assert not again.changed
     assert again.message == "period 2025-03 in env dev is finalized; nothing changed"
     assert dumps(again.to_json()) == dumps(final.to_json())
     assert lines_of(again.invoices[0]) == [("chat", "base_fee", "1.000000", "310.00")]

@@ -15,16 +15,7 @@ from privend.billing.reconcile import dumps, reconcile
 from privend.billing.usage import import_usage
 from privend.registry import Registry, spec_hash
 from privend.registry.sqlite import SqliteRegistry
-from tests.billing_support import (  # noqa: F401
-    ENV,
-    add_endpoint,
-    add_tenant,
-    aws,
-    event,
-    plans,
-    registry,
-    utc,
-)
+from tests.billing_support import ENV, add_endpoint, add_tenant, event, utc
 
 NOW = utc(2025, 3, 20)  # inside March: the current period
 
@@ -87,13 +78,15 @@ def test_alerts_are_published_to_sns_once_and_marked_in_the_outbox(fleet: Regist
     first = run(fleet, plans, publish=sns_publisher(ENV, topic, client=sns))
     second = run(fleet, plans, publish=sns_publisher(ENV, topic, client=sns))
 
-    assert first.published == 7 and second.published == 0
+    assert first.published == 7
+    assert second.published == 0
     assert len(published) == 7
     assert all(params["TopicArn"] == topic for params in published)
     messages = [json.loads(params["Message"]) for params in published]
     assert sorted((m["endpoint"], m["kind"]) for m in messages) == sorted(kinds(fleet))
     cap = next(m for m in messages if m["kind"] == "overage_cap" and m["endpoint"] == "batch")
-    assert cap["env"] == "dev" and cap["message"].endswith("it is suspended (hard cap)")
+    assert cap["env"] == "dev"
+    assert cap["message"].endswith("it is suspended (hard cap)")
     assert all(alert.published_at == NOW for alert in fleet.list_alerts(ENV))
 
 
@@ -103,7 +96,9 @@ def test_unpublished_alerts_wait_in_the_outbox_until_a_topic_is_configured(fleet
 
     result = run(fleet, plans, publish=lambda alert: sent.append(alert.kind))
 
-    assert result.new_alerts == [] and result.published == 7 and len(sent) == 7
+    assert result.new_alerts == []
+    assert result.published == 7
+    assert len(sent) == 7
 
 
 def test_hard_cap_suspends_soft_cap_keeps_serving(fleet: Registry, plans) -> None:
@@ -160,7 +155,8 @@ def test_hard_plan_under_its_cap_is_not_suspended(registry: Registry, plans) -> 
 
     result = run(registry, plans)
 
-    assert result.suspended == [] and registry.get_endpoint(ENV, "batch").status == "pending"
+    assert result.suspended == []
+    assert registry.get_endpoint(ENV, "batch").status == "pending"
     assert [a.kind for a in result.new_alerts] == ["usage_80", "usage_100"]
 
 
@@ -248,7 +244,7 @@ def test_dynamodb_crash_at_any_call_of_a_reconcile_leaves_before_or_after_and_ne
     from botocore.exceptions import EndpointConnectionError
 
     from privend.registry.dynamodb import DynamoRegistry, table_schema
-    from tests.test_registry import REGION, TABLE, dynamodb_client
+    from tests.dynamodb_support import REGION, TABLE, dynamodb_client
 
     client = dynamodb_client()
 
@@ -291,5 +287,6 @@ def test_dynamodb_crash_at_any_call_of_a_reconcile_leaves_before_or_after_and_ne
         run(registry, plans)  # the next run completes it
         assert state(registry) == after
     # Crashes before the commit point leave it as before; after it, as after.
-    assert outcomes[0] == "before" and outcomes[-1] == "after"
+    assert outcomes[0] == "before"
+    assert outcomes[-1] == "after"
     assert outcomes == sorted(outcomes, key=["before", "after"].index)

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from privend.billing.plans import load_plans, validate_plan_name
 from privend.cli import main
 from privend.errors import InputError
+from tests.billing_support import PLANS_YAML, add_endpoint, add_tenant, event, utc
 from tests.cli_support import open_registry
-from tests.billing_support import ENV, PLANS_YAML, add_endpoint, add_tenant, event, utc
 
 
 @pytest.fixture
@@ -84,7 +84,8 @@ def test_reconcile_json_is_byte_identical_and_export_writes_the_same(cli, tmp_pa
     second = cli("billing", "reconcile", "--period", "2025-03", "--format", "json")
     exported = cli("billing", "export", "--period", "2025-03", "--format", "json")
 
-    assert first.exit_code == 0 and first.output == second.output == exported.output
+    assert first.exit_code == 0
+    assert first.output == second.output == exported.output
     data = json.loads(first.output)
     assert data == {"period": "2025-03", "finalized": False, "invoices": [{
         "tenant": "acme", "currency": "USD", "total": "211.00", "lines": [

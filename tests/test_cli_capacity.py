@@ -43,16 +43,8 @@ def endpoint_names(env: str = "dev") -> list[str]:
     return [e["name"] for e in json.loads(ok("endpoint", "list", "--env", env, "--format", "json").stdout)]
 
 
-@pytest.fixture(autouse=True)
-def no_aws(monkeypatch, tmp_path):
-    """No AWS credentials anywhere: nothing in these tests may reach a real account."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+# No AWS credentials anywhere: nothing in these tests may reach a real account.
+pytestmark = pytest.mark.usefixtures("no_aws_credentials")
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +76,8 @@ def set_status(name: str, status: str, env: str = "dev") -> None:
 def test_capacity_plan_json_gives_hand_checked_nodes_and_keeps_dedicated_tenants_apart(dev_fleet):
     data = json.loads(ok("capacity", "plan", "--format", "json").stdout)
     (pool,) = data["pools"]
-    assert pool["name"] == "l4" and pool["pool"]["max_size"] == 4
+    assert pool["name"] == "l4"
+    assert pool["pool"]["max_size"] == 4
     # Min: big's 4-GPU replica needs a g6.12xlarge; chat's one GPU is cheapest on a g6.xlarge;
     # globex is dedicated, so priv gets a node of its own.
     assert (pool["min"]["node_count"], pool["min"]["nodes_by_type"]) == (3, {"g6.12xlarge": 1, "g6.xlarge": 2})
@@ -92,7 +85,8 @@ def test_capacity_plan_json_gives_hand_checked_nodes_and_keeps_dedicated_tenants
     # (2.41 $/h, against 4.60 for one g6.12xlarge), priv alone again.
     assert (pool["max"]["node_count"], pool["max"]["nodes_by_type"]) == (6, {"g6.12xlarge": 2, "g6.xlarge": 4})
     assert (pool["min"]["gpu_utilisation"], pool["max"]["gpu_utilisation"]) == (1.0, 1.0)
-    assert pool["max"]["gap"] == 0.0 and pool["max"]["lower_bound"] == 4  # 11 shared GPUs / 4, plus 1 dedicated
+    assert pool["max"]["gap"] == 0.0
+    assert pool["max"]["lower_bound"] == 4  # 11 shared GPUs / 4, plus 1 dedicated
     # Six cheap nodes exceed maxSize 4, but four g6.12xlarge hold everything: the pool fits.
     assert pool["fit"] == {"pool": "l4", "max_size": 4, "fits": True, "nodes_needed_cheapest": 6,
                            "nodes_needed_fewest": 4, "largest_type": "g6.12xlarge"}
@@ -128,16 +122,24 @@ def test_capacity_plan_json_carries_the_cost_estimate_with_price_date_and_spot_a
 def test_capacity_plan_table_shows_nodes_fit_cost_and_assumptions(dev_fleet):
     out = ok("capacity", "plan").stdout
     row = next(line for line in out.splitlines() if line.startswith("│ l4 (spot) "))
-    assert "│ 0..4 " in row and "3 (1x g6.12xlarge, 2x g6.xlarge)" in row
+    assert "│ 0..4 " in row
+    assert "3 (1x g6.12xlarge, 2x g6.xlarge)" in row
     assert "6 (2x g6.12xlarge, 4x g6.xlarge)" in row
-    assert "100.0 % / 100.0 %" in row and "│ 3 / 4 " in row and "yes, as 4x g6.12xlarge" in row
+    assert "100.0 % / 100.0 %" in row
+    assert "│ 3 / 4 " in row
+    assert "yes, as 4x g6.12xlarge" in row
     chat = next(line for line in out.splitlines() if line.startswith("│ chat "))
-    assert "1..3" in chat and chat.count("g6.xlarge GPU 0") == 4  # one replica at min, three at max
+    assert "1..3" in chat
+    assert chat.count("g6.xlarge GPU 0") == 4  # one replica at min, three at max
     priv_cost = [line for line in out.splitlines() if line.startswith("│ priv ")][1]
-    assert "$352.50" in priv_cost and "1x g6.xlarge" in priv_cost and "$622.90" in priv_cost
+    assert "$352.50" in priv_cost
+    assert "1x g6.xlarge" in priv_cost
+    assert "$622.90" in priv_cost
     assert "monthly cost estimate per endpoint, USD (prices read 2026-11-26)" in out
-    assert "env dev: pooled $" in out and "dedicated baseline $" in out
-    assert "spot capacity priced at 60 % of on-demand" in out and "a month is 730 hours" in out
+    assert "env dev: pooled $" in out
+    assert "dedicated baseline $" in out
+    assert "spot capacity priced at 60 % of on-demand" in out
+    assert "a month is 730 hours" in out
 
 
 def test_capacity_plan_prod_prices_an_h100_endpoint_like_its_dedicated_instance():
@@ -150,7 +152,8 @@ def test_capacity_plan_prod_prices_an_h100_endpoint_like_its_dedicated_instance(
     h100 = pools["h100"]
     assert (h100["min"]["node_count"], h100["max"]["node_count"]) == (1, 2)
     assert (h100["min"]["gpu_utilisation"], h100["max"]["gpu_utilisation"]) == (0.5, 0.75)
-    assert h100["max"]["lower_bound"] == 2 and h100["max"]["gap"] == 0.0
+    assert h100["max"]["lower_bound"] == 2
+    assert h100["max"]["gap"] == 0.0
     assert (pools["l40s"]["min"]["node_count"], pools["l40s"]["floor_nodes"]) == (0, 2)
     large = next(e for e in data["cost"]["endpoints"] if e["endpoint"] == "large")
     # Alone on its node, it pays the whole p5.48xlarge (55.04 x 730), as the baseline does; 3 AZs of PrivateLink.
@@ -194,14 +197,16 @@ def test_capacity_apply_yes_rewrites_only_the_bounds_and_keeps_comments(dev_flee
     assert "wrote Pulumi.dev.yaml" in result.stdout
     after = path.read_text()
     expected = before.replace("      minSize: 0\n      maxSize: 4\n", "      minSize: 3\n      maxSize: 6\n")
-    assert expected != before and after == expected
+    assert expected != before
+    assert after == expected
     assert after.startswith("# dev: one small L4 pool on spot capacity")
     pool = load_environment("dev").pool("l4")
     assert (pool.min_size, pool.max_size) == (3, 6)
     assert not list(stacks.glob(".Pulumi.dev.yaml.*"))  # no temporary file left behind
     # Applied once, the bounds follow the plan.
     again = ok("capacity", "apply")
-    assert "nothing to change in Pulumi.dev.yaml" in again.stdout and "---" not in again.stdout
+    assert "nothing to change in Pulumi.dev.yaml" in again.stdout
+    assert "---" not in again.stdout
     assert path.read_text() == after
 
 
@@ -289,7 +294,7 @@ def test_rewrite_refuses_a_flow_style_pool_list_with_one_line():
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def aws(no_aws_credentials, monkeypatch):
     """The CLI's AWS clients: a real Service Quotas client under a Stubber, CloudWatch in moto."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -322,7 +327,8 @@ def usage(cloudwatch, usage_class: str, vcpus: float) -> None:
 def test_quota_check_offline_says_in_one_line_that_it_needs_credentials():
     result = run("quota", "check", "--env", "prod")
     assert result.exit_code == 1
-    assert result.stderr == NO_CREDENTIALS and result.stdout == ""
+    assert result.stderr == NO_CREDENTIALS
+    assert result.stdout == ""
 
 
 def test_quota_check_shows_a_quota_of_zero_and_its_shortfall(aws):
@@ -333,7 +339,9 @@ def test_quota_check_shows_a_quota_of_zero_and_its_shortfall(aws):
     assert result.exit_code == 1
     assert regions == ["us-east-1"]
     row = next(line for line in result.stdout.splitlines() if line.startswith(f"│ {G_SPOT} "))
-    assert "│ 192 " in row and "0 (applied)" in row and "quota-zero" in row
+    assert "│ 192 " in row
+    assert "0 (applied)" in row
+    assert "quota-zero" in row
     assert "pool l4 4x g6.12xlarge (spot) = 192 vCPUs on L-3819A6DF" in result.stdout
     assert "quota is 0, short by 192 vCPUs" in result.stdout
     assert result.stderr == ("error: 1 EC2 vCPU quota(s) too low for env dev at maxSize: L-3819A6DF short by 192; "
@@ -346,7 +354,8 @@ def test_quota_check_prod_json_counts_each_pool_on_its_own_quota_and_passes_when
     applied(stubber, P_ON_DEMAND, 768.0)  # quota codes are checked in code order
     applied(stubber, G_ON_DEMAND, 2400.0)
     data = json.loads(ok("quota", "check", "--env", "prod", "--format", "json").stdout)
-    assert data["ok"] is True and data["requests"] == []
+    assert data["ok"] is True
+    assert data["requests"] == []
     verdicts = {v["quota_code"]: v for v in data["verdicts"]}
     # l40s: 12 x g6e.48xlarge (192 vCPUs); h100: 4 x p5.48xlarge (192 vCPUs).
     assert (verdicts[G_ON_DEMAND]["vcpus_needed"], verdicts[G_ON_DEMAND]["usage"]) == (2304, 96)

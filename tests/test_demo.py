@@ -1,8 +1,12 @@
 """`privend demo`: the README's main job runs offline end to end and leaves the operator's registry alone."""
 
+import pytest
 from click.testing import CliRunner
 
 from privend.cli import main
+
+# The demo's `endpoint create` steps check EC2 quotas where AWS credentials exist.
+pytestmark = pytest.mark.usefixtures("no_aws_credentials")
 
 
 def test_demo_plans_a_sample_environment_end_to_end_in_a_throwaway_registry(tmp_path, monkeypatch):

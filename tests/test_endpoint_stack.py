@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from privend.config import load_environment
 from privend.netplan import plan_subnets
 
@@ -26,7 +24,8 @@ def test_load_balancer_is_internal_nlb_in_load_balancer_subnets(fleet, platform_
     assert lb.inputs["subnets"] == platform_plan("dev").outputs["loadBalancerSubnetIds"]
     assert len(lb.inputs["name"]) <= 32
     tg = _one(plan, "aws:lb/targetGroup:TargetGroup")
-    assert tg.inputs["targetType"] == "ip" and tg.inputs["port"] == 8080
+    assert tg.inputs["targetType"] == "ip"
+    assert tg.inputs["port"] == 8080
     assert tg.inputs["healthCheck"]["path"] == "/health"
     assert len(tg.inputs["name"]) <= 32
 
@@ -75,7 +74,8 @@ def test_every_endpoint_aws_resource_carries_tenant_and_endpoint_tags(fleet):
                 tags = r.inputs["tags"]
                 assert tags["privend.io/tenant"] == spec.tenant, (r.type, r.name)
                 assert tags["privend.io/endpoint"] == name
-                assert tags["environment"] == cfg.environment and tags["managed-by"] == "privend"
+                assert tags["environment"] == cfg.environment
+                assert tags["managed-by"] == "privend"
 
 
 def test_alarms_publish_to_the_platform_alert_topic(fleet, platform_plan):

@@ -22,7 +22,8 @@ def test_dockerfile_runs_as_non_root_and_bakes_weights_only_on_request(engine):
     text = (IMAGES / engine / "Dockerfile").read_text()
     assert re.search(r"^USER 1000:1000$", text, re.MULTILINE)
     assert 'if [ -n "$MODEL_ID" ]' in text
-    assert "--mount=type=secret,id=hf_token" in text and "ARG HF_TOKEN" not in text
+    assert "--mount=type=secret,id=hf_token" in text
+    assert "ARG HF_TOKEN" not in text
 
 
 def test_tgi_bakes_weights_with_the_servers_own_downloader():

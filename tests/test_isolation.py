@@ -58,7 +58,7 @@ def test_no_network_policy_admits_another_endpoints_namespace(fleet):
 
 
 def test_dedicated_pods_tolerate_only_their_own_tenant_taint(fleet):
-    for name, (spec, plan) in fleet("dev").items():
+    for spec, plan in fleet("dev").values():
         (deployment,) = plan.by_type("kubernetes:apps/v1:Deployment")
         tolerations = deployment.inputs["spec"]["template"]["spec"]["tolerations"]
         tenant_tolerations = [t for t in tolerations if t["key"] == "privend.io/tenant"]
@@ -79,7 +79,7 @@ def tenants_and_endpoints(draw):
     tenant_names = draw(st.lists(label.filter(lambda s: len(s) <= TENANT_NAME_MAX), min_size=2, max_size=8, unique=True))
     accounts = draw(st.lists(account, min_size=len(tenant_names), max_size=len(tenant_names), unique=True))
     tenants = [validate_tenant(name=n, aws_account=a, tier=draw(st.sampled_from(["shared", "dedicated"])))
-               for n, a in zip(tenant_names, accounts)]
+               for n, a in zip(tenant_names, accounts, strict=True)]
     endpoint_names_ = draw(st.lists(label.filter(lambda s: len(s) <= ENDPOINT_NAME_MAX), min_size=len(tenants),
                                     max_size=3 * len(tenants), unique=True))
     pairs = [(name, tenants[i % len(tenants)]) for i, name in enumerate(endpoint_names_)]
@@ -99,7 +99,7 @@ def test_generated_tenants_never_share_namespaces_names_or_principals(pairs):
     for field in ("namespace", "load_balancer", "target_group", "security_group", "node_role", "node_group", "stack"):
         values = [getattr(n, field) for n in names.values()]
         assert len(set(values)) == len(values), field
-    for (a, (spec_a, objs_a)), (b, (spec_b, objs_b)) in itertools.combinations(rendered.items(), 2):
+    for (spec_a, _), (spec_b, _) in itertools.combinations(rendered.values(), 2):
         if spec_a.tenant != spec_b.tenant:
             assert not set(spec_a.allowed_principals) & set(spec_b.allowed_principals)
     for name, (spec, objects) in rendered.items():
@@ -112,11 +112,16 @@ def test_generated_tenants_never_share_namespaces_names_or_principals(pairs):
 def test_derived_names_fit_limits_for_the_longest_accepted_ids():
     env = "a" * 12
     names = endpoint_names(env, "e" * ENDPOINT_NAME_MAX)
-    assert len(names.namespace) <= 63 and len(names.load_balancer) <= 32 and len(names.target_group) <= 32
-    assert len(names.node_role) <= 64 and len(names.node_group) <= 63 and len(names.security_group) <= 255
+    assert len(names.namespace) <= 63
+    assert len(names.load_balancer) <= 32
+    assert len(names.target_group) <= 32
+    assert len(names.node_role) <= 64
+    assert len(names.node_group) <= 63
+    assert len(names.security_group) <= 255
     # Cut names stay unique: two long ids differing only at the end.
     other = endpoint_names(env, "e" * (ENDPOINT_NAME_MAX - 1) + "f")
-    assert names.load_balancer != other.load_balancer and names.target_group != other.target_group
+    assert names.load_balancer != other.load_balancer
+    assert names.target_group != other.target_group
     # Stable across runs (no per-process hash): the full name "pe-<env>-<endpoint>" (40 characters) is cut
     # to its first 25 and given the first 6 hex digits of its SHA-256, pinned here.
     full = f"pe-{env}-{'e' * ENDPOINT_NAME_MAX}"

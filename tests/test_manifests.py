@@ -96,7 +96,8 @@ def test_tgi_is_configured_only_through_documented_launcher_variables():
     assert env["MODEL_ID"]["value"] == "meta-llama/Llama-3.1-70B-Instruct"
     assert env["API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "api-key", "key": "API_KEY"}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN"}
-    assert "value" not in env["API_KEY"] and "value" not in env["HF_TOKEN"]
+    assert "value" not in env["API_KEY"]
+    assert "value" not in env["HF_TOKEN"]
 
 
 def test_engine_container_is_hardened_pinned_and_gpu_bounded():
@@ -104,8 +105,10 @@ def test_engine_container_is_hardened_pinned_and_gpu_bounded():
     pod, container = _container(objects)
     assert "@sha256:" in container["image"]
     sc = container["securityContext"]
-    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
-    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"] == "4"
     assert container["resources"]["limits"]["memory"].endswith("Gi")
@@ -130,7 +133,7 @@ def test_vllm_gets_the_same_spec_through_its_flags_with_usage_stats_off():
     spec, _, objects = _objects(dict(model="Qwen/Qwen2.5-72B-Instruct", engine="vllm", pool="h100", quantize="awq"))
     _, container = _container(objects)
     args = container["args"]
-    flags = dict(zip(args[::2], args[1::2]))
+    flags = dict(zip(args[::2], args[1::2], strict=True))  # every flag has its value
     assert flags["--model"] == "Qwen/Qwen2.5-72B-Instruct"
     assert flags["--tensor-parallel-size"] == str(spec.gpus_per_replica)
     assert flags["--quantization"] == "awq"

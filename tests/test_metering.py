@@ -104,7 +104,8 @@ def test_collector_containers_are_hardened(platform_plan):
     for d in _in_metering(platform_plan("prod"), DEPLOYMENT).values():
         pod = _pod(d)
         assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["runAsUser"] != 0 and pod["securityContext"]["runAsGroup"] != 0
+        assert pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["runAsGroup"] != 0
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         (container,) = pod["containers"]
         sc = container["securityContext"]

@@ -27,6 +27,9 @@ from privend.spec import EndpointSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The CLI tests below record endpoints, whose `endpoint create` checks EC2 quotas where AWS credentials exist.
+pytestmark = pytest.mark.usefixtures("no_aws_credentials")
+
 
 def _rules_hit(violations):
     return {v.rule for v in violations}
@@ -47,7 +50,8 @@ def test_compliant_prod_platform_has_no_violation(platform_plan):
 
 def test_every_rule_has_a_fix_and_a_known_enforcement_level():
     for rule in rules.RULES:
-        assert rule.description and rule.enforcement in (rules.MANDATORY, rules.ADVISORY)
+        assert rule.description
+        assert rule.enforcement in (rules.MANDATORY, rules.ADVISORY)
         assert sum(x is not None for x in (rule.check, rule.stack_check, rule.plan_check)) == 1
 
 
@@ -230,7 +234,8 @@ def test_kubernetes_secret_data_stays_a_pulumi_secret_even_if_passed_plain(fleet
     monkeypatch.setattr(component.Endpoint, "_secret", plain_secret)
     plan, _ = _plan_spec(fleet("dev")["chat"][0], platform_plan)
     secrets = [r for r in plan.resources if r.type == "kubernetes:core/v1:Secret"]
-    assert secrets and all(r.secret_paths == ["stringData"] for r in secrets)
+    assert secrets
+    assert all(r.secret_paths == ["stringData"] for r in secrets)
     assert "plain-value" not in str([r.inputs for r in plan.resources])
 
 
@@ -300,8 +305,10 @@ def test_pack_config_can_turn_a_rule_advisory(tmp_path, monkeypatch, fleet, plat
     found = evaluate([plan], load_environment("dev"), include_config=False)
     assert len(found) == 1, found
     (violation,) = found
-    assert violation.rule == "internal-load-balancers" and violation.message == "load balancer chat-nlb is internet-facing"
-    assert violation.level == "advisory" and mandatory([violation]) == []
+    assert violation.rule == "internal-load-balancers"
+    assert violation.message == "load balancer chat-nlb is internet-facing"
+    assert violation.level == "advisory"
+    assert mandatory([violation]) == []
 
 
 # -- where it runs ------------------------------------------------------------------------------
@@ -331,7 +338,8 @@ def test_policy_check_passes_a_compliant_environment_and_fails_a_plaintext_token
     runner = CliRunner()
     _seed(runner)
     ok = runner.invoke(main, ["policy", "check", "--env", "dev"])
-    assert ok.exit_code == 0 and "no guardrail violations in env dev" in ok.stdout
+    assert ok.exit_code == 0
+    assert "no guardrail violations in env dev" in ok.stdout
     document = yaml.safe_load(stack_file("dev").read_text())
     document["config"]["privend:hfToken"] = "hf_" + "b" * 34
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))

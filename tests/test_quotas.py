@@ -29,7 +29,7 @@ G_ON_DEMAND, P_ON_DEMAND, G_SPOT = "L-DB2E81BA", "L-417A185B", "L-3819A6DF"
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def aws(no_aws_credentials, monkeypatch):
     """moto for CloudWatch, a stubbed real Service Quotas client; fake credentials only."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -246,14 +246,8 @@ def test_access_denied_is_one_line_naming_the_operation(aws):
 
 
 @pytest.fixture
-def no_credentials(monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def no_credentials(no_aws_credentials):
+    """A boto3 session that finds no credentials."""
     return boto3.Session(region_name="us-east-1")
 
 

@@ -1,9 +1,10 @@
 """The registry's behaviour, checked on both backends: SQLite in a temp dir, DynamoDB on moto.
 
-Tests that take the `registry` or `store` fixture run once per backend. The
-crash-safety tests are per backend, since the way to break a write in the
-middle differs: a failing statement (or a killed process) inside the SQLite
-transaction, a failing call on the DynamoDB client.
+Tests that take the `registry` or `store` fixture run once per backend (moto's
+DynamoDB through conftest's `aws`). The crash-safety tests are per backend,
+since the way to break a write in the middle differs: a failing statement (or a
+killed process) inside the SQLite transaction, a failing call on the DynamoDB
+client.
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
-from moto import mock_aws
 from pydantic import ValidationError
 
 from privend.billing.suspension import needs_deploy
@@ -48,11 +47,10 @@ from privend.settings import Settings
 from privend.registry import dynamodb as dynamodb_backend
 from privend.registry.dynamodb import DynamoRegistry, table_schema
 from privend.registry.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteRegistry
-from tests.thread_support import moto_one_request_at_a_time, run_together
+from tests.dynamodb_support import REGION, TABLE, dynamodb_client
+from tests.thread_support import run_together
 
 ENV = "dev"
-TABLE = "privend-registry-test"
-REGION = "us-east-1"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 ROOT_ARN = "arn:aws:iam::123456789012:root"
 STARTER = [SubscriptionSegment(plan="starter", start=T0)]
@@ -95,29 +93,6 @@ class Store:
     """One backend's storage; `open()` gives another registry (own connection or client) on it."""
 
     open: Callable[[], Registry]
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """moto's DynamoDB with fake credentials, answering one request at a time (see moto_one_request_at_a_time)."""
-    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(variable, raising=False)
-    moto_one_request_at_a_time(monkeypatch, REGION)
-    with mock_aws():
-        dynamodb_client().create_table(TableName=TABLE, **table_schema())
-        yield
-
-
-@cache
-def _boto3_session() -> boto3.session.Session:
-    # One session for all tests: each new session loads the DynamoDB service
-    # model again, a tenth of a second or more per client. Clients are only
-    # made from the main thread, as a session is not thread-safe.
-    return boto3.session.Session()
-
-
-def dynamodb_client() -> Any:
-    return _boto3_session().client("dynamodb", region_name=REGION)
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

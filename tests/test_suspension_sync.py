@@ -52,9 +52,12 @@ def test_suspended_endpoint_is_deployed_at_zero_once_then_redeployed_in_full_whe
                                  status_message="hard cap of plan starter reached for 2026-11")
 
     (result,) = sync(open_registry, cfg, deployer, 2)
-    assert result.ok and result.message == "scaled to zero: hard cap of plan starter reached for 2026-11"
+    assert result.ok
+    assert result.message == "scaled to zero: hard cap of plan starter reached for 2026-11"
     spec = deployer.deployed[-1]
-    assert spec.suspended is True and spec.min_replicas == 0 and spec.max_replicas == 3
+    assert spec.suspended is True
+    assert spec.min_replicas == 0
+    assert spec.max_replicas == 3
     with open_registry() as registry:
         assert _status(registry).status == "suspended"
     assert sync(open_registry, cfg, deployer, 2) == []  # deployed at zero once, not again
@@ -65,7 +68,8 @@ def test_suspended_endpoint_is_deployed_at_zero_once_then_redeployed_in_full_whe
                                  status_message="suspension lifted")
     (lifted,) = sync(open_registry, cfg, deployer, 2)
     assert lifted.ok
-    assert deployer.deployed[-1].suspended is False and deployer.deployed[-1].min_replicas == 1
+    assert deployer.deployed[-1].suspended is False
+    assert deployer.deployed[-1].min_replicas == 1
     with open_registry() as registry:
         assert _status(registry).status == "ready"
 

@@ -4,6 +4,7 @@ batches that are all or nothing; and any split, order or duplication of files gi
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,7 @@ from privend.billing.usage import import_usage
 from privend.registry import Registry
 from privend.registry.billing import to_us
 from privend.registry.sqlite import SqliteRegistry
-from tests.billing_support import (  # noqa: F401
-    ENV,
-    PLANS_YAML,
-    add_endpoint,
-    add_tenant,
-    aws,
-    event,
-    plans,
-    registry,
-    utc,
-)
+from tests.billing_support import ENV, PLANS_YAML, add_endpoint, add_tenant, event, utc
 
 NOW = utc(2025, 3, 20, 12)
 
@@ -82,7 +73,8 @@ def test_conflicting_event_is_quarantined_and_the_first_stands(chat: Registry) -
     [record] = chat.list_quarantine(ENV)
     assert (record.reason, record.event_id, record.endpoint) == ("conflict", "e1", "chat")
     assert json.loads(record.line)["input_tokens"] == 999
-    assert "first accepted with endpoint 'chat'" in record.detail and "10 input and 5 output" in record.detail
+    assert "first accepted with endpoint 'chat'" in record.detail
+    assert "10 input and 5 output" in record.detail
 
 
 def test_duplicate_and_conflict_inside_one_file_keep_the_first(chat: Registry) -> None:
@@ -208,7 +200,7 @@ def test_dynamodb_batch_is_one_transaction_and_a_failed_one_stores_nothing(aws: 
     from botocore.exceptions import EndpointConnectionError
 
     from privend.registry.dynamodb import DynamoRegistry
-    from tests.test_registry import REGION, TABLE, dynamodb_client
+    from tests.dynamodb_support import REGION, TABLE, dynamodb_client
 
     client = dynamodb_client()
     registry = DynamoRegistry(TABLE, REGION, client=client)
@@ -225,7 +217,8 @@ def test_dynamodb_batch_is_one_transaction_and_a_failed_one_stores_nothing(aws: 
     with pytest.raises(EndpointConnectionError):
         load(registry, lines)
     client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", lost)
-    assert registry.count_usage_events(ENV) == 0 and registry.list_quarantine(ENV) == []
+    assert registry.count_usage_events(ENV) == 0
+    assert registry.list_quarantine(ENV) == []
 
     calls.clear()
     summary = load(registry, lines)
@@ -287,7 +280,7 @@ def test_any_split_order_and_duplication_of_files_gives_the_same_invoices(
 ) -> None:
     stream = [EVENTS[i] for i in [*order, *extra]]
     bounds = sorted({0, len(stream), *[min(c, len(stream)) for c in cuts]})
-    files = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    files = [stream[a:b] for a, b in pairwise(bounds)]
     registry = _fresh_registry(tmp_path_factory.mktemp("prop") / "registry.db")
 
     for lines in files:

@@ -29,15 +29,7 @@ from privend.registry.billing import (
     to_us,
 )
 from privend.registry.sqlite import PAGE_SIZE, SqliteRegistry
-from tests.billing_support import (  # noqa: F401
-    ENV,
-    add_endpoint,
-    add_tenant,
-    aws,
-    event,
-    registry,
-    utc,
-)
+from tests.billing_support import ENV, add_endpoint, add_tenant, event, utc
 
 NOW_US = to_us(utc(2025, 3, 20, 12, 5))
 INDEX = SubscriptionIndex([
@@ -258,7 +250,9 @@ def test_dedupe_of_a_collected_batch_is_the_rule_for_a_list(events: list[UsageEv
     sizes = [batch.add(item) for item in events]
     at = utc(2025, 4, 1)
 
-    assert sizes == list(range(1, len(events) + 1)) and list(batch) == events and len(batch) == len(events)
+    assert sizes == list(range(1, len(events) + 1))
+    assert list(batch) == events
+    assert len(batch) == len(events)
     assert dedupe_batch(batch, at) == dedupe_batch(events, at) == dedupe_as_before(events, at)
 
 
@@ -333,9 +327,11 @@ def test_the_staging_table_is_empty_after_a_batch_and_after_a_failed_one(tmp_pat
         registry.record_usage(ENV, events, at=utc(2025, 4, 1))
     del registry._execute
 
-    assert registry._read(staged)[0][0] == 0 and registry.count_usage_events(ENV) == 0
+    assert registry._read(staged)[0][0] == 0
+    assert registry.count_usage_events(ENV) == 0
     assert tuple(registry.record_usage(ENV, events, at=utc(2025, 4, 1))) == (4, 0, 0)
-    assert registry._read(staged)[0][0] == 0 and registry.count_usage_events(ENV) == 4
+    assert registry._read(staged)[0][0] == 0
+    assert registry.count_usage_events(ENV) == 4
     registry.close()
 
 
@@ -417,7 +413,8 @@ def test_usage_stored_under_schema_2_is_keyed_on_upgrade_and_still_deduplicated(
                                              UsageEvent("c1", "new", march, 7, 0)], at=utc(2025, 4, 1))
         assert tuple(result) == (1, 1, 1)
         [conflict] = registry.list_quarantine(ENV)
-        assert conflict.reason == "conflict" and "first accepted with endpoint 'embed'" in conflict.detail
+        assert conflict.reason == "conflict"
+        assert "first accepted with endpoint 'embed'" in conflict.detail
         assert registry.usage_totals(ENV, [("new", *window)]) == [7]
         keys = registry._read("SELECT env, endpoint, key FROM usage_endpoints ORDER BY key")
         assert [tuple(row) for row in keys] == [(ENV, "chat", 1), (ENV, "embed", 2), ("other", "chat", 3),

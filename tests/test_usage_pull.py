@@ -13,7 +13,7 @@ from privend.billing.pull import HOUR_US, MAX_POINTS_PER_CALL, MAX_QUERIES_PER_C
 from privend.registry import Registry
 from privend.registry.billing import to_us
 from privend.registry.sqlite import SqliteRegistry
-from tests.billing_support import ENV, add_endpoint, add_tenant, aws, utc  # noqa: F401
+from tests.billing_support import ENV, add_endpoint, add_tenant, utc
 
 REGION = "us-east-1"
 
