@@ -58,7 +58,7 @@ def demo(app: App, env: str, home: Path | None) -> None:
         _step("endpoints, recorded without deploying")
         for name, tenant, changes in SAMPLE_ENDPOINTS:
             created = endpoints.create_endpoint(sample, endpoints.CreateEndpoint(
-                env=env, name=name, tenant=tenant, changes=changes, deploy=False))
+                env=env, name=name, tenant=tenant, changes=changes, deploy=False, check_quota=False))
             render_endpoint(created)
             click.echo(created.deployment.message)
         render_list(endpoints.list_endpoints(sample, env), env, "table")

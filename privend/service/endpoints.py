@@ -81,6 +81,7 @@ class CreateEndpoint:
     start: datetime | None = None
     strict_quota: bool = False
     deploy: bool = True
+    check_quota: bool = True  # False: no AWS call at all (the offline demo)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ def create_endpoint(app: App, request: CreateEndpoint) -> CreatedEndpoint:
         # Capacity and quota come first: a refusal must leave nothing recorded.
         spec = size_request(registry, cfg, wanted, plans)
         admission = admit_endpoint(registry.list_endpoints(cfg.environment), spec, cfg, source)
-        notice = quota_notice(admission, cfg, strict=request.strict_quota) if admission else None
+        notice = (quota_notice(admission, cfg, strict=request.strict_quota)
+                  if admission is not None and request.check_quota else None)
         # Recorded only if the pool still holds it: checked again atomically with the write,
         # so of two concurrent creators that only one fits, one is refused with the numbers.
         created = new_endpoint(registry, cfg, spec, request.start, admission=admission)
