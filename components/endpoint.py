@@ -127,7 +127,7 @@ class Endpoint(pulumi.ComponentResource):
         )
         self.target_group = aws.lb.TargetGroup(
             f"{self._name}-tg", name=names.target_group, port=port, protocol="TCP", target_type="ip",
-            vpc_id=args.vpc_id, deregistration_delay="60",
+            vpc_id=args.vpc_id, deregistration_delay=60,
             health_check={"protocol": "HTTP", "path": self._ctx.engine.health_path, "port": "traffic-port",
                           "healthy_threshold": 2, "unhealthy_threshold": 2, "interval": 10},
             tags=dict(args.tags), opts=self._opts(),
