@@ -74,7 +74,7 @@ Scale = Literal["min", "max"]
 
 TIERS = ("shared", "dedicated")
 CAPACITY_TYPES = ("on-demand", "spot")
-SCALES = ("min", "max")
+SCALES: tuple[Scale, ...] = ("min", "max")
 
 
 # ---------------------------------------------------------------------------
