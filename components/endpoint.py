@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -37,6 +37,13 @@ _KINDS = {
     "Service": k8s.core.v1.Service,
     "PodDisruptionBudget": k8s.policy.v1.PodDisruptionBudget,
 }
+
+
+class _AlarmCommon(TypedDict):
+    """The arguments every alarm of an endpoint shares."""
+    alarm_actions: Sequence[pulumi.Input[str]]
+    ok_actions: Sequence[pulumi.Input[str]]
+    tags: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ class Endpoint(pulumi.ComponentResource):
         )
         self.target_group = aws.lb.TargetGroup(
             f"{self._name}-tg", name=names.target_group, port=port, protocol="TCP", target_type="ip",
-            vpc_id=args.vpc_id, deregistration_delay="60",
+            vpc_id=args.vpc_id, deregistration_delay=60,
             health_check={"protocol": "HTTP", "path": self._ctx.engine.health_path, "port": "traffic-port",
                           "healthy_threshold": 2, "unhealthy_threshold": 2, "interval": 10},
             tags=dict(args.tags), opts=self._opts(),
@@ -165,9 +172,9 @@ class Endpoint(pulumi.ComponentResource):
     def _create_workload(self) -> None:
         args, ctx = self._args, self._ctx
         spec = args.spec
-        hub = not spec.baked
-        with_token = args.hf_token is not None and hub
-        objects = render.render_endpoint(spec, args.cfg, with_hf_token=with_token)
+        # Baked images carry their weights: only a hub download needs the token.
+        hf_token = args.hf_token if not spec.baked else None
+        objects = render.render_endpoint(spec, args.cfg, with_hf_token=hf_token is not None)
         ns_object, rest = objects[0], objects[1:]
         ns = k8s.core.v1.Namespace(f"{self._name}-namespace", metadata=ns_object["metadata"], opts=self._opts())
         after_ns = self._opts(depends_on=[ns])
@@ -175,8 +182,8 @@ class Endpoint(pulumi.ComponentResource):
         key = random.RandomPassword(f"{self._name}-api-key", length=48, special=False, opts=self._opts())
         self.api_key = pulumi.Output.secret(key.result)
         secrets = [self._secret(render.API_KEY_SECRET, "API_KEY", self.api_key, after_ns)]
-        if with_token:
-            secrets.append(self._secret(render.HF_TOKEN_SECRET, "HF_TOKEN", args.hf_token, after_ns))
+        if hf_token is not None:
+            secrets.append(self._secret(render.HF_TOKEN_SECRET, "HF_TOKEN", hf_token, after_ns))
 
         for obj in rest:
             kind, meta = obj["kind"], obj["metadata"]
@@ -213,7 +220,8 @@ class Endpoint(pulumi.ComponentResource):
         args = self._args
         spec = args.spec
         dims = {"Environment": args.cfg.environment, "Tenant": spec.tenant, "Endpoint": spec.name}
-        common = dict(alarm_actions=[args.alert_topic_arn], ok_actions=[args.alert_topic_arn], tags=dict(args.tags))
+        common: _AlarmCommon = {"alarm_actions": [args.alert_topic_arn], "ok_actions": [args.alert_topic_arn],
+                                "tags": dict(args.tags)}
         prefix = f"privend-{args.cfg.environment}-{spec.name}"
         aws.cloudwatch.MetricAlarm(
             f"{self._name}-queue-depth", name=f"{prefix}-queue-depth",

@@ -63,7 +63,8 @@ def node_group(name: str, *, cluster_name: pulumi.Input[str], node_group_name: s
         update_config={"max_unavailable": 1},
         launch_template={"id": template.id, "version": template.latest_version.apply(str)},
         labels=dict(labels),
-        taints=[dict(t) for t in taints] or None,
+        # An EKS taint is exactly these three fields (privend.nodes.Taint.eks spells them for EKS).
+        taints=[{"key": t["key"], "value": t["value"], "effect": t["effect"]} for t in taints] or None,
         tags=dict(tags),
         # The Cluster Autoscaler owns desired size once the group exists.
         opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["scalingConfig.desiredSize"]),

@@ -17,6 +17,7 @@ import yaml
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
+    Policy,
     PolicyPack,
     ResourceValidationPolicy,
     StackValidationPolicy,
@@ -65,7 +66,7 @@ def stack_policy(rule: rules.Rule, ctx: rules.Context) -> StackValidationPolicy:
 
 
 def build_pack(ctx: rules.Context) -> PolicyPack:
-    policies = []
+    policies: list[Policy] = []
     for rule in rules.RULES:
         if rule.check:
             policies.append(resource_policy(rule, ctx))

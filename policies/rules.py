@@ -367,7 +367,8 @@ def single_tenant(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple
     for r in resources:
         if not r.in_endpoint_stack:
             continue
-        for tenant in {r.tags.get("privend.io/tenant"), r.labels.get("privend.io/tenant")} - {None}:
+        named = (r.tags.get("privend.io/tenant"), r.labels.get("privend.io/tenant"))
+        for tenant in {t for t in named if t is not None}:
             owners.setdefault(tenant, r)
     if len(owners) > 1:
         for _tenant, r in sorted(owners.items())[1:]:

@@ -6,10 +6,13 @@ a noticeable part of a second to import, and most commands never reach AWS.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+# The services the control plane calls directly; boto3's typed `client` takes the name as a literal.
+Service = Literal["cloudwatch", "sns"]
 
 
-def client(service: str, region: str | None = None) -> Any:
+def client(service: Service, region: str | None = None) -> Any:
     """A boto3 client; with no region, boto3 falls back to AWS_REGION / the profile's region."""
     import boto3  # see the module docstring
 

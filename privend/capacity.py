@@ -74,7 +74,7 @@ Scale = Literal["min", "max"]
 
 TIERS = ("shared", "dedicated")
 CAPACITY_TYPES = ("on-demand", "spot")
-SCALES = ("min", "max")
+SCALES: tuple[Scale, ...] = ("min", "max")
 
 
 # ---------------------------------------------------------------------------
@@ -834,7 +834,9 @@ def _cheapest_level_mix(caps: list[int], prices: list[int], volume: list[int], c
         falling = price <= cap * min_rate and price <= min_price
         order = range(hi, lo - 1, -1) if falling and not rising else range(lo, hi + 1)
         for y in order:
-            rest_bound = max(min_rate * max(0, vol[0] - cap * y), min_price * max(0, cnt[0] - y))
+            # What the lower levels cost at least: by the volume left, or by the node count left.
+            volume_bound, count_bound = min_rate * max(0, vol[0] - cap * y), min_price * max(0, cnt[0] - y)
+            rest_bound: Fraction | int = count_bound if count_bound > volume_bound else volume_bound
             if price * y + rest_bound >= best:
                 if rising or falling:
                     break

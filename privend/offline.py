@@ -174,8 +174,12 @@ class OfflineCloud(pulumi_mocks.Mocks):
             return {"arn": self._arn(typ.split(":")[1].split("/")[0], f"{name}")}
         return {}
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
-        token = args.token
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        # The result and its check failures (property, reason). Always a list: the SDK's
+        # MockMonitor.Invoke iterates the failures of a tuple without checking for None.
+        return self._invoke(args.token), []
+
+    def _invoke(self, token: str) -> dict:
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{self.region}{c}" for c in "abcdef"]
             return {"names": names, "zoneIds": [f"use1-az{i + 1}" for i in range(len(names))], "id": self.region}

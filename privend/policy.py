@@ -102,11 +102,11 @@ def evaluate(plans: Iterable[StackPlan], cfg: EnvironmentConfig, include_config:
                     for message in rule.check(resource, ctx):
                         add(stack, resource, message)
             if rule.stack_check:
-                for resource, message in rule.stack_check(resources, ctx):
-                    add(stack, resource, message)
+                for flagged, message in rule.stack_check(resources, ctx):
+                    add(stack, flagged, message)
         if rule.plan_check:
-            for resource, message in rule.plan_check(by_stack, ctx):
-                add(resource.stack if resource else "", resource, message)
+            for flagged, message in rule.plan_check(by_stack, ctx):
+                add(flagged.stack if flagged else "", flagged, message)
     return sorted(found, key=lambda v: (v.level != rules.MANDATORY, v.stack, v.rule, v.resource, v.message))
 
 

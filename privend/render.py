@@ -241,6 +241,7 @@ def deployment(ctx: RenderContext, with_hf_token: bool) -> dict:
     spec, engine = ctx.spec, ctx.engine
     baked = spec.baked
     cache_dir = "/weights" if baked else "/data"
+    volume_mounts = [{"name": "tmp", "mountPath": "/tmp"}]
     container = {
         "name": "engine",
         "image": image_reference(spec, engine),
@@ -256,7 +257,7 @@ def deployment(ctx: RenderContext, with_hf_token: bool) -> dict:
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": volume_mounts,
     }
     if spec.engine == "tgi":
         container["env"] = tgi_environment(spec, engine, cache_dir, with_hf_token and not baked)
@@ -267,11 +268,11 @@ def deployment(ctx: RenderContext, with_hf_token: bool) -> dict:
     volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     if not baked:
         volumes.append({"name": "model-cache", "emptyDir": {"sizeLimit": "200Gi"}})
-        container["volumeMounts"].append({"name": "model-cache", "mountPath": cache_dir})
+        volume_mounts.append({"name": "model-cache", "mountPath": cache_dir})
     if spec.gpus_per_replica > 1:
         # Shards talk through shared memory; the container default of 64 MiB is far too small.
         volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
-        container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
+        volume_mounts.append({"name": "shm", "mountPath": "/dev/shm"})
     tenant = spec.tenant if spec.tier == "dedicated" else None
     node_selector = {POOL_LABEL: spec.pool}
     if tenant:

@@ -237,15 +237,14 @@ def size_endpoint(request: EndpointRequest, pool_cfg) -> ReplicaSize:
     except InputError:
         model = None
     if model is None:
-        missing = [flag for flag, value in (("--gpus-per-replica", request.gpus_per_replica),
-                                           ("--max-input-tokens", request.max_input_tokens),
-                                           ("--max-total-tokens", request.max_total_tokens)) if value is None]
-        if missing:
+        gpus, max_input, max_total = request.gpus_per_replica, request.max_input_tokens, request.max_total_tokens
+        if gpus is None or max_input is None or max_total is None:
+            missing = [flag for flag, value in (("--gpus-per-replica", gpus), ("--max-input-tokens", max_input),
+                                               ("--max-total-tokens", max_total)) if value is None]
             raise InputError(
                 f"model {request.model!r} is not in the model catalog; give {', '.join(missing)} explicitly"
             )
-        return size_custom(request.gpus_per_replica, request.max_input_tokens, request.max_total_tokens,
-                           pool_cfg.gpus_per_node_max, pool_cfg.name)
+        return size_custom(gpus, max_input, max_total, pool_cfg.gpus_per_node_max, pool_cfg.name)
     size = size_replica(model, pool_cfg.gpu_memory_gib, pool_cfg.gpus_per_node_max, pool_cfg.name,
                         quantize=request.quantize, max_total_tokens=request.max_total_tokens,
                         max_input_tokens=request.max_input_tokens)

@@ -115,9 +115,11 @@ def _locate_pool_keys(lines: list[str], source: str) -> dict[str, dict[str, tupl
             if not item or indent < key_indent:
                 break
             item_indent = indent
-        if indent < item_indent or (indent == item_indent and not item):
+        if indent < item_indent:
             break
         if indent == item_indent:
+            if not item:
+                break  # back at the items' indent with something other than an item: the list ended
             column = item.end()
             items.append([(i, column, raw[column:])] if raw[column:].strip() else [])
             continue
@@ -158,7 +160,7 @@ def _replace_value(line: str, column: int, value: str, source: str) -> str:
     eol = line[len(body):]
     match = _KEY.match(body[column:])
     scalar = _SCALAR.match(match.group("value")) if match else None
-    if scalar is None:
+    if match is None or scalar is None:
         raise PrivendError(f"{source}: cannot rewrite {body.strip()!r}: expected `key: <integer>`")
     at = column + match.start("value")
     return body[:at] + value + scalar.group("tail") + eol

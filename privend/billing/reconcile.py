@@ -87,8 +87,8 @@ def reconcile(
     check_period(period)
     stored = registry.get_billing_period(env, period)
     if stored is not None and stored.finalized:
-        invoices = [invoice_json(record.document) for record in registry.list_invoices(env, period)]
-        return ReconcileResult(period, True, invoices, False,
+        stored_invoices = [invoice_json(record.document) for record in registry.list_invoices(env, period)]
+        return ReconcileResult(period, True, stored_invoices, False,
                                f"period {period} in env {env} is finalized; nothing changed")
     catalog = load_plans() if plans is None else plans
     subscriptions = registry.list_billing_subscriptions(env)
@@ -240,7 +240,7 @@ def _current_windows(
     """For live endpoints on a hard plan now, or suspended: the running segment's window in the
     current period (the tenant's month containing `now`)."""
     now_us = to_us(now)
-    result = []
+    result: list[tuple[Endpoint, Window | None, str]] = []
     for subscription in subscriptions:
         endpoint = endpoints.get(subscription.endpoint)
         if subscription.retired_at is not None or endpoint is None:

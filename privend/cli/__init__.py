@@ -74,6 +74,11 @@ def format_option(func):
     )(func)
 
 
+def _short_help(name: str, limit: int) -> str:
+    """The one-line help of a command not loaded yet, shortened as click shortens a loaded command's."""
+    return click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)
+
+
 class PrivendGroup(click.Group):
     """Loads its commands on demand, and turns PrivendError into one line and its exit code, never a traceback."""
 
@@ -90,7 +95,7 @@ class PrivendGroup(click.Group):
         # The one-line help of each command, without importing every command's module.
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max((len(name) for name in names), default=0)
-        rows = [(name, click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit) if name not in self.commands
+        rows = [(name, _short_help(name, limit) if name not in self.commands
                  else self.commands[name].get_short_help_str(limit))
                 for name in names]
         if rows:

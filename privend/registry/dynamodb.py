@@ -759,17 +759,17 @@ class DynamoRegistry(Registry):
                 if _code(error) != "ConditionalCheckFailedException":
                     raise
         for endpoint, expected_version, status, message in log["status_changes"]:
-            item = self._get(env, _ENDPOINT, endpoint)
-            if item is None or int(item["version"]["N"]) != expected_version:
+            current = self._get(env, _ENDPOINT, endpoint)
+            if current is None or int(current["version"]["N"]) != expected_version:
                 continue  # changed since (or already applied): the next run decides again
             new, _ = updated_endpoint(
-                _endpoint_from_item(item), expected_version=expected_version, spec=None, spec_hash=None,
+                _endpoint_from_item(current), expected_version=expected_version, spec=None, spec_hash=None,
                 status=status, status_message=message, deployed_hash=None, subscription=None,
             )
             try:
                 self._client.put_item(
                     TableName=self.table_name,
-                    Item=_endpoint_item(new, _subscription_from_item(item), self._key(env, _ENDPOINT, endpoint)),
+                    Item=_endpoint_item(new, _subscription_from_item(current), self._key(env, _ENDPOINT, endpoint)),
                     ConditionExpression="#version = :expected",
                     ExpressionAttributeNames={"#version": "version"},
                     ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
