@@ -9,6 +9,7 @@ naming the file, the key and the reason.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -353,9 +354,7 @@ def load_pulumi_config() -> EnvironmentConfig:
     Same models as `load_environment`; an invalid value stops the program with
     Pulumi's RunError, which the engine prints as one line without a traceback.
     """
-    import json
-
-    import pulumi
+    import pulumi  # the Pulumi SDK: only the platform program under the engine loads config this way
     from pulumi.runtime import config as runtime_config
 
     env = pulumi.get_stack()

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from privend.config import EnvironmentConfig
 from privend.errors import PrivendError
+from privend.naming import endpoint_names
 from privend.settings import Settings
 from privend.spec import EndpointSpec
 
@@ -70,17 +71,17 @@ class AutomationDeployer:
         policy_pack_dir()
         if shutil.which("pulumi") is None:
             raise DeployUnavailable("the Pulumi CLI is not on PATH (install it: https://www.pulumi.com/docs/install/)")
-        import boto3
+        import boto3  # a noticeable part of a second to import: only when a deploy is attempted
 
         if boto3.session.Session().get_credentials() is None:
             raise DeployUnavailable("no AWS credentials found (configure a profile, SSO login or role)")
 
     def _stack(self, spec: EndpointSpec, cfg: EnvironmentConfig):
+        # The Pulumi SDKs (also behind the endpoint program) take most of a second to import.
         import pulumi
         from pulumi import automation as auto
 
         from privend.endpoint_program import PROJECT, endpoint_program
-        from privend.naming import endpoint_names
 
         def program():
             token = pulumi.Config("privend").get_secret("hfToken")

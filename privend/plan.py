@@ -1,4 +1,8 @@
-"""Offline plans: run the platform (and later endpoint) programs and render what they declare."""
+"""Offline plans: run the platform and endpoint programs under the mock runtime and render what they declare.
+
+This module imports the Pulumi SDKs and the programs; the services and the CLI import
+it only in the commands that plan, so the others never pay for them.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+import pulumi
+
 from privend.config import EnvironmentConfig
+from privend.endpoint_program import endpoint_program, platform_stack_ref
 from privend.errors import PolicyViolation
 from privend.naming import endpoint_names
 from privend.offline import OfflineCloud, StackPlan, run_program
+from privend.platform import platform_program
 from privend.policy import evaluate, mandatory
 from privend.spec import EndpointSpec
 
 
 def plan_platform(cfg: EnvironmentConfig) -> StackPlan:
-    from privend.platform import platform_program  # imports the Pulumi SDKs: only when a plan is made
-
     return run_program(lambda: platform_program(cfg), stack=cfg.environment, cloud=OfflineCloud(cfg.region))
 
 
@@ -94,12 +100,6 @@ OFFLINE_HF_TOKEN = "offline-placeholder-token"
 
 def plan_endpoint(spec: EndpointSpec, cfg: EnvironmentConfig, platform: StackPlan) -> StackPlan:
     """Plan one endpoint stack against an (offline) platform plan."""
-    # The Pulumi SDKs take most of a second to import; `privend --help` and the
-    # registry commands never pay for them.
-    import pulumi
-
-    from privend.endpoint_program import endpoint_program, platform_stack_ref
-
     cloud = OfflineCloud(cfg.region, stack_outputs={platform_stack_ref(cfg.environment): platform.outputs})
     return run_program(
         lambda: endpoint_program(spec, cfg, hf_token=pulumi.Output.secret(OFFLINE_HF_TOKEN)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
+from privend.billing.suspension import SUSPENDED_ANNOTATIONS
 from privend.catalog import EngineImage, engine_catalog, gpu_catalog
 from privend.config import EnvironmentConfig
 from privend.naming import EndpointNames, endpoint_names
@@ -349,8 +350,6 @@ def scaled_object(ctx: RenderContext, load_balancer_arn_suffix: str | None = Non
     metadata = ctx.meta("engine")
     if spec.suspended:
         # Billing's hard cap: KEDA holds the Deployment at zero while this annotation is present.
-        from privend.billing.suspension import SUSPENDED_ANNOTATIONS
-
         metadata["annotations"] = dict(SUSPENDED_ANNOTATIONS)
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": metadata,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 
 from privend.config import EnvironmentConfig
+from privend.deploy import backend_url
+from privend.naming import endpoint_names
 from privend.settings import Settings
 
 
@@ -12,11 +14,10 @@ def endpoint_outputs(settings: Settings, cfg: EnvironmentConfig, endpoint: str) 
     """Outputs of a deployed endpoint stack (secrets stay hidden), or {} when they cannot be read here."""
     if shutil.which("pulumi") is None:
         return {}
+    # The Pulumi SDKs (also behind the endpoint program) take most of a second to import.
     from pulumi import automation as auto
 
-    from privend.deploy import backend_url
     from privend.endpoint_program import PROJECT
-    from privend.naming import endpoint_names
 
     try:
         stack = auto.select_stack(

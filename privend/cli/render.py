@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
@@ -28,8 +29,6 @@ def emit_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 
 def console() -> Console:
     """A console that never truncates cells when output is not a terminal (pipes, CI logs)."""
-    import sys
-
     return Console(width=None if sys.stdout.isatty() else 200)
 
 

@@ -13,11 +13,12 @@ more than a comparison and a sum.
 from __future__ import annotations
 
 import hashlib
+import json
 import itertools
 import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from privend.registry.models import SubscriptionSegment
@@ -46,7 +47,6 @@ def to_us(value: datetime) -> int:
 
 
 def from_us(value: int) -> datetime:
-    from datetime import timedelta
 
     return EPOCH + timedelta(microseconds=value)
 
@@ -91,7 +91,6 @@ class QuarantinedEvent:
 
 def conflict_line(event: UsageEvent) -> str:
     """The conflicting event as canonical JSON, for the quarantine."""
-    import json
 
     return json.dumps(
         {"id": event.id, "endpoint": event.endpoint, "timestamp": from_us(event.timestamp_us).isoformat(),
