@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import partial
 import time
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ def test_two_creators_released_together_after_both_passed_the_check_one_wins(nea
         registries = [open_registry(), open_registry()]  # one connection or client each, as two processes
         checked = threading.Barrier(2)
 
-        def create(registry, name: str) -> None:
+        def create(registry, name: str, checked: threading.Barrier = checked) -> None:
             request = custom_request(name)
             admission = admit(registry, cfg, request)
             assert admission is not None
@@ -192,7 +193,7 @@ def test_two_creators_released_together_after_both_passed_the_check_one_wins(nea
             checked.wait(timeout=60)  # both checked before either writes
             record_request(registry, cfg, request, admission=admission)
 
-        outcomes = run_together(lambda: create(registries[0], first), lambda: create(registries[1], second))
+        outcomes = run_together(partial(create, registries[0], first), partial(create, registries[1], second))
 
         assert outcomes.count("ok") == 1, outcomes
         winner, loser = (first, second) if outcomes[0] == "ok" else (second, first)

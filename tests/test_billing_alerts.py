@@ -205,7 +205,7 @@ def test_sqlite_crash_at_any_write_of_a_reconcile_leaves_it_as_before(tmp_path: 
         count = {"n": 0}
         execute, executemany = registry._execute, registry._executemany
 
-        def count_write(sql: str) -> None:
+        def count_write(sql: str, count: dict[str, int] = count, crash_at: int = crash_at) -> None:
             if sql.split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"} and "temp." not in sql:
                 count["n"] += 1
                 if count["n"] == crash_at:
@@ -267,7 +267,7 @@ def test_dynamodb_crash_at_any_call_of_a_reconcile_leaves_before_or_after_and_ne
         before = state(registry)
         calls = {"n": 0}
 
-        def crash(model: Any, _n: int = crash_at, **_: Any) -> None:
+        def crash(model: Any, _n: int = crash_at, calls: dict[str, int] = calls, **_: Any) -> None:
             if model.name in {"PutItem", "DeleteItem", "UpdateItem", "TransactWriteItems"}:
                 calls["n"] += 1
                 if calls["n"] == _n:

@@ -315,8 +315,8 @@ def test_concurrent_creators_of_same_endpoint_one_wins_other_gets_one_line_error
         first, second = store.open(), store.open()
 
         outcomes = run_together(
-            lambda: first.create_endpoint(make_endpoint(name, spec={"writer": 1}), STARTER),
-            lambda: second.create_endpoint(make_endpoint(name, spec={"writer": 2}), STARTER),
+            partial(first.create_endpoint, make_endpoint(name, spec={"writer": 1}), STARTER),
+            partial(second.create_endpoint, make_endpoint(name, spec={"writer": 2}), STARTER),
         )
 
         assert sorted(outcomes) == [
