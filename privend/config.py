@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from privend import versions
 from privend.catalog import gpu_catalog
 from privend.errors import InputError
+from privend.files import read_text
 from privend.netplan import MAX_AZS, MAX_VPC_PREFIX, MIN_VPC_PREFIX
 from privend.settings import stacks_dir
 from privend.values import ENV_NAME_MAX, CapacityType
@@ -185,7 +186,7 @@ class EnvironmentConfig(_Model):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", value):
+        if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", value):
             raise ValueError(f"{value!r} is not an AWS region name (like us-east-1)")
         return value
 
@@ -205,7 +206,7 @@ class EnvironmentConfig(_Model):
     @field_validator("kubernetes_version")
     @classmethod
     def _k8s_version(cls, value: str) -> str:
-        if not re.match(r"^1\.(2[89]|3\d)$", value):
+        if not re.match(r"^1\.(2[89]|3[0-9])$", value):
             raise ValueError(f"{value!r} is not a supported EKS Kubernetes version (1.28 to 1.39)")
         return value
 
@@ -322,7 +323,7 @@ def load_environment(env: str, directory: Path | None = None) -> EnvironmentConf
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir(directory).glob("Pulumi.*.yaml"))
         raise InputError(f"environment {env!r} has no stack file {shown} (environments: {', '.join(known) or 'none'})")
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = yaml.safe_load(read_text(path, shown)) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

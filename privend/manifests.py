@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from privend.config import EnvironmentConfig
+from privend.errors import InputError, PrivendError
 from privend.render import render_endpoint
 from privend.spec import EndpointSpec
 
@@ -20,14 +21,32 @@ def manifest_filename(index: int, obj: dict) -> str:
 def write_manifests(spec: EndpointSpec, cfg: EnvironmentConfig, out_dir: Path) -> list[Path]:
     """Render and write; each file appears complete or not at all (temp file, then rename)."""
     objects = render_endpoint(spec, cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir} cannot be created ({exc.strerror or exc})") from None
+    written: list[Path] = []
     for index, obj in enumerate(objects):
         path = out_dir / manifest_filename(index, obj)
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".yaml")
-        os.fchmod(fd, 0o644)  # manifests hold no secret values; mkstemp's 0600 would surprise kubectl users
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(obj, handle, sort_keys=False)
-        os.replace(tmp, path)
+        try:
+            _write_atomically(path, yaml.safe_dump(obj, sort_keys=False))
+        except OSError as exc:
+            raise PrivendError(f"cannot write {path} ({exc.strerror or exc}); "
+                               f"{len(written)} of {len(objects)} manifests written") from None
         written.append(path)
     return written
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yaml")
+    try:
+        os.fchmod(fd, 0o644)  # manifests hold no secret values; mkstemp's 0600 would surprise kubectl users
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

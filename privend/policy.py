@@ -18,7 +18,8 @@ from typing import Iterable
 import yaml
 
 from privend.catalog import engine_catalog, gpu_catalog
-from privend.config import SECRET_KEYS, EnvironmentConfig, namespace_values, stack_file
+from privend.config import SECRET_KEYS, EnvironmentConfig, display_path, namespace_values, stack_file
+from privend.files import read_text
 from privend.offline import StackPlan
 from privend.policies import rules
 
@@ -67,7 +68,7 @@ def _resources(plan: StackPlan) -> list[rules.Resource]:
 def config_violations(env: str, stacks_dir: Path | None = None) -> list[Violation]:
     """Secrets stored as plain text in the stack file (the engine never shows a pack the config)."""
     path = stack_file(env, stacks_dir)
-    document = yaml.safe_load(path.read_text()) or {}
+    document = yaml.safe_load(read_text(path, display_path(path))) or {}
     raw = namespace_values(document.get("config") or {})
     found = []
     for key, what in SECRET_KEYS.items():

@@ -188,7 +188,7 @@ class EndpointSpec(_Spec):
 
 def parse_replicas(text: str) -> tuple[int, int]:
     """`MIN` or `MIN:MAX` -> (min, max)."""
-    match = re.fullmatch(r"(\d+)(?::(\d+))?", text.strip())
+    match = re.fullmatch(r"([0-9]+)(?::([0-9]+))?", text.strip())
     if not match:
         raise InputError(f"--replicas {text!r} must be MIN or MIN:MAX, like 1 or 1:4")
     low = int(match.group(1))

@@ -29,6 +29,7 @@ from privend.config import (
 )
 from privend.demand import pool_bounds
 from privend.errors import PrivendError
+from privend.files import read_text
 
 BOUND_KEYS = {"min_size": "minSize", "max_size": "maxSize", "desired_size": "desiredSize"}
 
@@ -41,7 +42,7 @@ def apply_bounds(cfg: EnvironmentConfig, plan: CapacityPlan, path: Path | str,
     nothing changes.
     """
     path = Path(path)
-    old = path.read_text()
+    old = read_text(path, display_path(path))
     bounds = pool_bounds(cfg, plan, running)
     values = {b.pool: b.new_values() for b in bounds}
     shown = display_path(path)
@@ -221,7 +222,7 @@ def write_stack_file(cfg: EnvironmentConfig, path: Path | str, text: str,
     """
     path = Path(path)
     shown = display_path(path)
-    old = path.read_text()
+    old = read_text(path, display_path(path))
     _same_but_bounds(old, text, values, shown)
     check_stack_text(text, cfg.environment, shown, values)
     _atomic_write(path, text)
@@ -233,7 +234,7 @@ def write_stack_file(cfg: EnvironmentConfig, path: Path | str, text: str,
             _atomic_write(path, old)
             raise
         return loaded
-    return check_stack_text(path.read_text(), cfg.environment, shown, values)
+    return check_stack_text(read_text(path, shown), cfg.environment, shown, values)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -15,13 +15,19 @@ from zoneinfo import ZoneInfo
 from privend.errors import InputError
 from privend.registry.billing import from_us, to_us
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits only: `\d` would take other scripts' digits, which int() then reads as numbers.
+_PERIOD = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+# Billing periods the registry can hold: its instants and each period's end (the next month) stay
+# inside what datetime represents, and no subscription starts before 2000.
+FIRST_PERIOD, LAST_PERIOD = "2000-01", "2999-12"
 
 
 def parse_period(text: str, option: str = "--period") -> tuple[int, int]:
-    match = _PERIOD.match(text or "")
+    match = _PERIOD.fullmatch(text or "")
     if not match:
         raise InputError(f"{option} {text!r} must be a month as YYYY-MM, like 2026-03")
+    if not FIRST_PERIOD <= text <= LAST_PERIOD:
+        raise InputError(f"{option} {text!r} is outside the billing periods {FIRST_PERIOD} to {LAST_PERIOD}")
     return int(match.group(1)), int(match.group(2))
 
 

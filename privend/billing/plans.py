@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from privend.config import stacks_dir
 from privend.errors import InputError
+from privend.files import read_text
 
 PLANS_ENV = "PRIVEND_PLANS"
 
@@ -85,7 +86,7 @@ def load_plans(path: str | os.PathLike[str] | None = None) -> dict[str, Plan]:
 def _load(path: str, _mtime_ns: int, _size: int) -> tuple[tuple[str, Plan], ...]:
     # Keyed on mtime and size so an edited file is read again within one process (tests do that).
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -114,6 +114,11 @@ class PrivendGroup(click.Group):
             if type(exc).__module__.startswith("botocore") and type(exc).__name__ in AWS_SETUP_ERRORS:
                 click.echo(f"error: AWS: {exc}", err=True)
                 sys.exit(1)
+            # A registry file damaged after it was opened (opening one checks it): the
+            # transaction was rolled back, so nothing changed.
+            if type(exc).__module__ == "sqlite3" and type(exc).__name__ == "DatabaseError":
+                click.echo(f"error: registry: {exc}", err=True)
+                sys.exit(1)
             raise
 
 

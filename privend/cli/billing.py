@@ -6,6 +6,7 @@ import click
 
 from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
+from privend.errors import InputError
 from privend.service import billing as billing_service
 from privend.service.app import App
 
@@ -67,8 +68,11 @@ def export(app: App, period, fmt, output, env) -> None:
     """Write the period's invoices (as last reconciled) for finance."""
     text, count = billing_service.export_invoices(app, env, period, fmt)
     if output:
-        with open(output, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        try:
+            with open(output, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise InputError(f"--output {output} cannot be written ({exc.strerror or exc})") from None
         click.echo(f"wrote {count} invoice(s) of {period} to {output}", err=True)
     else:
         click.echo(text, nl=False)

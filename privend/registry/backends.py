@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from privend.errors import InputError
+from privend.errors import InputError, PrivendError
 from privend.registry.base import Registry
 from privend.registry.sqlite import SqliteRegistry
 from privend.settings import Settings
@@ -18,8 +18,14 @@ def open_registry(settings: Settings) -> Registry:
     """The registry of `settings`: DynamoDB when `registry_url` is set, else SQLite under `home`."""
     if settings.registry_url:
         return _open_dynamodb(settings.registry_url)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return SqliteRegistry(settings.home / "registry.db")
+    home = settings.home
+    if home.exists() and not home.is_dir():
+        raise InputError(f"PRIVEND_HOME {home} is a file, not a directory: point it at the registry's directory")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PrivendError(f"PRIVEND_HOME {home} cannot be created ({exc.strerror or exc})") from None
+    return SqliteRegistry(home / "registry.db")
 
 
 def _open_dynamodb(url: str) -> Registry:

@@ -273,6 +273,17 @@ _MIGRATIONS: list[tuple[str | Callable[[SqliteRegistry], None], ...]] = [
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+def _open_error(path: str, exc: sqlite3.Error) -> PrivendError:
+    """Why the registry file cannot be used, in one line: it is not a SQLite database, or it
+    (or its directory) cannot be written. Nothing has been changed in it at that point: SQLite
+    writes nothing to a file it does not recognise."""
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return PrivendError(f"registry {path} is not a SQLite database ({exc}): move it aside, "
+                            "or set PRIVEND_HOME to the directory of the registry")
+    return PrivendError(f"registry {path} cannot be opened for writing ({exc}): check the permissions of "
+                        "the file and its directory (PRIVEND_HOME)")
+
+
 class SqliteRegistry(Registry):
     """The registry in one SQLite file; safe to share between threads and processes."""
 
@@ -290,13 +301,16 @@ class SqliteRegistry(Registry):
         # usage_endpoints as read or written by committed transactions: env -> name -> key.
         # Keys never change, so what is here stays true whatever other processes write.
         self._usage_keys: dict[str, dict[str, int]] = {}
-        self._conn = sqlite3.connect(
-            self.path,
-            timeout=BUSY_TIMEOUT_SECONDS,
-            # Autocommit at the driver level: this module issues BEGIN/COMMIT itself.
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        try:
+            self._conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                # Autocommit at the driver level: this module issues BEGIN/COMMIT itself.
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise _open_error(self.path, exc) from None
         self._conn.row_factory = sqlite3.Row
         try:
             self._execute("PRAGMA foreign_keys = ON")
@@ -318,6 +332,9 @@ class SqliteRegistry(Registry):
                 "CREATE TEMP TABLE IF NOT EXISTS usage_batch (id PRIMARY KEY, endpoint_key, ts, input_tokens,"
                 " output_tokens) WITHOUT ROWID"
             )
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise _open_error(self.path, exc) from None
         except BaseException:
             self._conn.close()
             raise
