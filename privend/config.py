@@ -316,12 +316,8 @@ def namespace_values(config: dict[str, Any]) -> dict[str, Any]:
 
 def load_environment(env: str, directory: Path | None = None) -> EnvironmentConfig:
     """Load and validate `Pulumi.<env>.yaml` from the stack files' directory (see `stacks_dir`)."""
-    _dns_label_or_input_error(env)
-    path = stack_file(env, directory)
+    path = check_environment(env, directory)
     shown = display_path(path)
-    if not path.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir(directory).glob("Pulumi.*.yaml"))
-        raise InputError(f"environment {env!r} has no stack file {shown} (environments: {', '.join(known) or 'none'})")
     try:
         document = yaml.safe_load(read_text(path, shown)) or {}
     except yaml.YAMLError as exc:
@@ -334,11 +330,20 @@ def load_environment(env: str, directory: Path | None = None) -> EnvironmentConf
     return parse_environment(namespace_values(config), env, shown)
 
 
-def _dns_label_or_input_error(env: str) -> None:
+def check_environment(env: str, directory: Path | None = None) -> Path:
+    """The stack file of `env`; InputError, with the environments there are, when it has none."""
+    def known() -> str:
+        names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir(directory).glob("Pulumi.*.yaml"))
+        return f"(environments: {', '.join(names) or 'none'})"
+
     try:
         dns_label(env, "environment name", ENV_NAME_MAX)
     except ValueError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(f"{exc} {known()}") from None
+    path = stack_file(env, directory)
+    if not path.is_file():
+        raise InputError(f"environment {env!r} has no stack file {display_path(path)} {known()}")
+    return path
 
 
 def display_path(path: Path) -> str:

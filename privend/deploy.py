@@ -56,7 +56,7 @@ def backend_url(settings: Settings) -> str:
     """PULUMI_BACKEND_URL, else the embedded default: a file backend under PRIVEND_HOME/state."""
     if settings.pulumi_backend_url:
         return settings.pulumi_backend_url
-    state = settings.home.resolve() / "state"
+    state = settings.registry_home.resolve() / "state"
     state.mkdir(parents=True, exist_ok=True)
     return f"file://{state}"
 

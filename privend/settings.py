@@ -7,7 +7,7 @@ process environment.
 
 | variable | setting | default |
 |---|---|---|
-| `PRIVEND_HOME` | `home`: the embedded registry and state backend | `.privend` |
+| `PRIVEND_HOME` | `home`: the embedded registry and state backend | `.privend` in the project root (see below) |
 | `PRIVEND_ENV` | `env`: the environment commands act on | `dev` |
 | `PRIVEND_REGISTRY` | `registry_url`: `dynamodb://<table>?region=<region>` | the SQLite file under `home` |
 | `PRIVEND_STACKS_DIR` | `stacks_dir`: the stack files | `./stacks`, else the project's |
@@ -17,6 +17,11 @@ process environment.
 | `PULUMI_BACKEND_URL` | `pulumi_backend_url`: the state backend | a file backend under `home` |
 | `PULUMI_CONFIG_PASSPHRASE` | `config_passphrase` (secret) | empty |
 | `HF_TOKEN` | `hf_token` (secret): stored only as a Pulumi secret of each endpoint stack | none |
+
+The project root is the nearest directory, from the working directory up, that holds
+`Pulumi.yaml` (as git finds `.git`), so `privend` run in a subdirectory of the project uses
+the project's registry, and run anywhere else it creates no `.privend` of its own: outside a
+project, without PRIVEND_HOME, a command that needs the embedded registry says so and stops.
 
 Standard library only: the CLI reads it before it knows which command runs.
 """
@@ -28,9 +33,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from privend.errors import InputError
+
 DEFAULT_ENV = "dev"
 DEFAULT_PULUMI_ORG = "organization"  # the organization of a file (self-managed) backend
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_FILE = "Pulumi.yaml"
+HOME_DIR = ".privend"
+
+
+def project_root(start: Path) -> Path | None:
+    """The nearest directory from `start` up that holds Pulumi.yaml, or None outside every project."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        if (directory / PROJECT_FILE).is_file():
+            return directory
+    return None
 
 
 class Secret:
@@ -60,7 +78,7 @@ class Secret:
 class Settings:
     """Where the registry, stack files, plans and state live, and the secrets a deploy passes on."""
 
-    home: Path = Path(".privend")
+    home: Path | None = None  # None: outside a project and PRIVEND_HOME unset
     env: str = DEFAULT_ENV
     registry_url: str | None = None
     stacks_dir: Path | None = None
@@ -72,8 +90,9 @@ class Settings:
     hf_token: Secret | None = None
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        """The settings the variables in `environ` give; an empty variable counts as unset."""
+    def from_environ(cls, environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
+        """The settings the variables in `environ` give, run in `cwd` (default the working directory);
+        an empty variable counts as unset."""
         def given(name: str) -> str | None:
             return environ.get(name) or None
 
@@ -82,8 +101,12 @@ class Settings:
             return Path(value) if value is not None else None
 
         token = given("HF_TOKEN")
+        home = path("PRIVEND_HOME")
+        if home is None:
+            root = project_root(cwd if cwd is not None else Path.cwd())
+            home = root / HOME_DIR if root is not None else None
         return cls(
-            home=path("PRIVEND_HOME") or Path(".privend"),
+            home=home,
             env=given("PRIVEND_ENV") or DEFAULT_ENV,
             registry_url=given("PRIVEND_REGISTRY"),
             stacks_dir=path("PRIVEND_STACKS_DIR"),
@@ -98,6 +121,14 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         """These settings with `changes` (`privend demo` points `home` at a scratch registry this way)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def registry_home(self) -> Path:
+        """`home`, or InputError (exit 2) outside a project when PRIVEND_HOME is not set."""
+        if self.home is None:
+            raise InputError(f"not inside a Private Endpoint project (no {PROJECT_FILE} in {Path.cwd()} or above): "
+                             "run privend in the project, or set PRIVEND_HOME to the registry's directory")
+        return self.home
 
     @property
     def stacks(self) -> Path:

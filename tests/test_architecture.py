@@ -61,7 +61,7 @@ def test_only_the_cli_entry_reads_the_process_environment():
     assert readers["privend/cli/__init__.py"] != []
 
 
-def test_settings_come_from_the_documented_variables_and_empty_ones_count_as_unset():
+def test_settings_come_from_the_documented_variables_and_empty_ones_count_as_unset(tmp_path):
     settings = Settings.from_environ({
         "PRIVEND_HOME": "/srv/privend", "PRIVEND_ENV": "prod", "PRIVEND_REGISTRY": "dynamodb://t?region=eu-west-1",
         "PRIVEND_STACKS_DIR": "/srv/stacks", "PRIVEND_PLANS": "/srv/plans.yaml", "PRIVEND_ALERT_TOPIC_ARN": "",
@@ -74,7 +74,9 @@ def test_settings_come_from_the_documented_variables_and_empty_ones_count_as_uns
     assert settings.alert_topic_arn is None
     assert (settings.pulumi_org, settings.pulumi_backend_url) == ("acme", "s3://state")
     assert settings.hf_token == Secret("hf_secret")
-    assert Settings.from_environ({}) == Settings()
+    # Outside every project, with nothing set: the defaults, and no registry directory.
+    assert Settings.from_environ({}, cwd=tmp_path) == Settings()
+    assert Settings().home is None
 
 
 def test_secrets_in_settings_never_show_in_their_repr():

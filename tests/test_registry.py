@@ -993,10 +993,12 @@ def test_open_registry_defaults_to_sqlite_under_privend_home(tmp_path: Path) -> 
         assert [t.name for t in reader.list_tenants(ENV)] == ["acme"]
 
 
-def test_open_registry_uses_dot_privend_in_working_directory_by_default(
+def test_open_registry_uses_dot_privend_in_the_project_root_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Pulumi.yaml").write_text("name: private-endpoint\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
     monkeypatch.delenv("PRIVEND_HOME", raising=False)
     monkeypatch.delenv("PRIVEND_REGISTRY", raising=False)
 
@@ -1004,6 +1006,7 @@ def test_open_registry_uses_dot_privend_in_working_directory_by_default(
         assert isinstance(registry, SqliteRegistry)
 
     assert (tmp_path / ".privend" / "registry.db").is_file()
+    assert not (tmp_path / "sub" / ".privend").exists()
 
 
 def test_open_registry_picks_dynamodb_table_and_region_from_url(aws: None) -> None:

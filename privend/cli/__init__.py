@@ -60,10 +60,16 @@ def pass_app(func):
     return functools.update_wrapper(with_app, func)
 
 
+def _known_environment(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # Every command refuses an environment without a stack file, listing the ones there are,
+    # rather than answering an empty list for a typo.
+    return current_app().check_environment(value)
+
+
 def env_option(func):
     return click.option(
         "--env", "env", default=lambda: current_app().settings.env, show_default=f"PRIVEND_ENV or {DEFAULT_ENV}",
-        help="Environment (stack file stacks/Pulumi.<env>.yaml).",
+        callback=_known_environment, help="Environment (stack file stacks/Pulumi.<env>.yaml).",
     )(func)
 
 

@@ -1,5 +1,5 @@
 """Open the registry the settings name: the SQLite file `registry.db` under PRIVEND_HOME
-(default `.privend/`), or the DynamoDB table of `PRIVEND_REGISTRY=dynamodb://<table>?region=<region>`.
+(default `.privend/` in the project root), or the DynamoDB table of `PRIVEND_REGISTRY=dynamodb://<table>?region=<region>`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def open_registry(settings: Settings) -> Registry:
     """The registry of `settings`: DynamoDB when `registry_url` is set, else SQLite under `home`."""
     if settings.registry_url:
         return _open_dynamodb(settings.registry_url)
-    home = settings.home
+    home = settings.registry_home
     if home.exists() and not home.is_dir():
         raise InputError(f"PRIVEND_HOME {home} is a file, not a directory: point it at the registry's directory")
     try:

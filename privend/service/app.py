@@ -7,7 +7,7 @@ from pathlib import Path
 
 from privend import deploy
 from privend.billing.plans import Plan, load_plans
-from privend.config import EnvironmentConfig, display_path, load_environment, stack_file
+from privend.config import EnvironmentConfig, check_environment, display_path, load_environment, stack_file
 from privend.deploy import Deployer
 from privend.registry import backends
 from privend.registry.base import Registry
@@ -27,6 +27,11 @@ class App:
     def environment(self, env: str) -> EnvironmentConfig:
         """The validated config of `env` (InputError, with the known environments, for an unknown one)."""
         return load_environment(env, self.settings.stacks_dir)
+
+    def check_environment(self, env: str) -> str:
+        """`env` when it has a stack file; InputError listing the environments otherwise."""
+        check_environment(env, self.settings.stacks_dir)
+        return env
 
     def stack_path(self, env: str) -> Path:
         return stack_file(env, self.settings.stacks_dir)
