@@ -58,6 +58,7 @@ class EndpointArgs:
     alert_topic_arn: pulumi.Input[str]
     tenant_account: str = ""
     hf_token: pulumi.Input[str] | None = None  # a Pulumi secret
+    api_key_secrets: pulumi.Input[dict] | None = None  # {API key name: secret}, a Pulumi secret
     tags: Mapping[str, str] = field(default_factory=dict)
 
 

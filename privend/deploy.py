@@ -20,6 +20,10 @@ from privend.settings import Settings
 from privend.spec import EndpointSpec
 
 
+# The endpoint stack's secret config key holding its API keys' secrets, {name: secret}, as JSON.
+API_KEYS_CONFIG = "privend:apiKeys"
+
+
 class DeployUnavailable(PrivendError):
     """Deploying needs what this machine lacks (Pulumi CLI or credentials)."""
 
@@ -50,6 +54,9 @@ class Deployer(Protocol):
     def deploy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome: ...
 
     def destroy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome: ...
+
+    def set_api_key_secret(self, spec: EndpointSpec, cfg: EnvironmentConfig, name: str, secret: str | None) -> None:
+        """Store (or with None, remove) an API key's secret in the endpoint stack's secret config."""
 
 
 def backend_url(settings: Settings) -> str:
@@ -84,8 +91,11 @@ class AutomationDeployer:
         from privend.endpoint_program import PROJECT, endpoint_program
 
         def program():
-            token = pulumi.Config("privend").get_secret("hfToken")
-            outputs = endpoint_program(spec, cfg, hf_token=token, org=settings.pulumi_org)
+            config = pulumi.Config("privend")
+            token = config.get_secret("hfToken")
+            # {name: secret} as one secret JSON value: it never appears in plain config or in outputs.
+            api_keys = config.get_secret_object(API_KEYS_CONFIG.split(":", 1)[1])
+            outputs = endpoint_program(spec, cfg, hf_token=token, org=settings.pulumi_org, api_key_secrets=api_keys)
             for key, value in outputs.items():
                 pulumi.export(key, value)
 
@@ -104,6 +114,22 @@ class AutomationDeployer:
         if settings.hf_token is not None:
             stack.set_config("privend:hfToken", auto.ConfigValue(settings.hf_token.reveal(), secret=True))
         return stack
+
+    def set_api_key_secret(self, spec: EndpointSpec, cfg: EnvironmentConfig, name: str, secret: str | None) -> None:
+        import json
+
+        from pulumi import automation as auto
+
+        stack = self._stack(spec, cfg)
+        try:
+            current = json.loads(stack.get_config(API_KEYS_CONFIG).value)
+        except Exception:  # not set yet: the Automation API raises CommandError
+            current = {}
+        if secret is None:
+            current.pop(name, None)
+        else:
+            current[name] = secret
+        stack.set_config(API_KEYS_CONFIG, auto.ConfigValue(json.dumps(current, sort_keys=True), secret=True))
 
     def deploy(self, spec: EndpointSpec, cfg: EnvironmentConfig) -> DeployOutcome:
         stack = self._stack(spec, cfg)

@@ -28,7 +28,8 @@ def endpoint_tags(cfg: EnvironmentConfig, spec: EndpointSpec) -> dict[str, str]:
 
 
 def endpoint_program(spec: EndpointSpec, cfg: EnvironmentConfig, hf_token: pulumi.Input[str] | None = None,
-                     org: str = DEFAULT_PULUMI_ORG) -> dict:
+                     org: str = DEFAULT_PULUMI_ORG, api_key_secrets: pulumi.Input[dict] | None = None) -> dict:
+    """`api_key_secrets`: {key name: secret}, a Pulumi secret (the stack's `privend:apiKeys`)."""
     platform = pulumi.StackReference(platform_stack_ref(cfg.environment, org))
     aws_provider = aws.Provider("aws", region=cfg.region)
     k8s_provider = k8s.Provider("k8s", kubeconfig=platform.require_output("kubeconfig"),
@@ -43,6 +44,7 @@ def endpoint_program(spec: EndpointSpec, cfg: EnvironmentConfig, hf_token: pulum
         alert_topic_arn=platform.require_output("alertTopicArn"),
         tenant_account=spec.tenant_account,
         hf_token=hf_token,
+        api_key_secrets=api_key_secrets,
         tags=endpoint_tags(cfg, spec),
     ), pulumi.ResourceOptions(providers={"aws": aws_provider, "kubernetes": k8s_provider}))
     return {

@@ -126,6 +126,13 @@ class EndpointRequest(_Spec):
         return self
 
 
+class GatewayKey(_Spec):
+    """An active API key as the gateway renders it: its name and limit (the secret is a Pulumi secret)."""
+
+    name: str
+    rate_limit_per_minute: int | None = None
+
+
 class EndpointSpec(_Spec):
     """A sized, validated endpoint: what the registry stores and the renderers consume."""
 
@@ -149,6 +156,9 @@ class EndpointSpec(_Spec):
     tenant_account: str
     allowed_principals: list[str]
     suspended: bool = False  # set only on what sync deploys for a hard-capped endpoint
+    # The endpoint's active API keys, sorted by name: a key created or revoked changes the spec, so
+    # `sync` rolls it out (the gateway's key Secret changes; its pods and the engine's do not).
+    api_keys: list[GatewayKey] = Field(default_factory=list)
 
     @classmethod
     def from_record(cls, endpoint: Endpoint) -> "EndpointSpec":
@@ -158,6 +168,9 @@ class EndpointSpec(_Spec):
     @property
     def scale_to_zero(self) -> bool:
         return self.min_replicas == 0
+
+    def with_api_keys(self, keys: "list[GatewayKey]") -> "EndpointSpec":
+        return self.model_copy(update={"api_keys": sorted(keys, key=lambda k: k.name)})
 
     def request(self, **changes) -> EndpointRequest:
         """The request that would produce this spec, with `changes` applied (None keeps a value)."""

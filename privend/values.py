@@ -21,6 +21,7 @@ DNS1123_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 TENANT_NAME_MAX = 20
 ENDPOINT_NAME_MAX = 24  # leaves room in `pe-<env>-<endpoint>` (32) and `ep-<endpoint>` (63)
 ENV_NAME_MAX = 12  # env names prefix every AWS name; see privend.naming
+API_KEY_NAME_MAX = 32  # a key's name is a gateway route name, a log field and a DynamoDB key part
 
 ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 # Principals a VPC endpoint service may allow: an account root, or a role or user of
@@ -99,6 +100,8 @@ def _label(what: str, max_len: int):
 TenantName = Annotated[str, _label("tenant name", TENANT_NAME_MAX)]
 EndpointName = Annotated[str, _label("endpoint name", ENDPOINT_NAME_MAX)]
 EnvName = Annotated[str, _label("environment name", ENV_NAME_MAX)]
+ApiKeyName = Annotated[str, _label("API key name", API_KEY_NAME_MAX)]
+ApiKeyState = Literal["active", "revoked"]
 AwsAccountId = Annotated[str, AfterValidator(check_account_id)]
 PrincipalArn = Annotated[str, AfterValidator(check_principal)]
 TimeZoneName = Annotated[str, AfterValidator(check_time_zone)]

@@ -133,6 +133,7 @@ class FakeDeployer:
         self.fail: set[str] = set()
         self.explode: set[str] = set()
         self.unavailable: str | None = None
+        self.api_key_secrets: dict[str, dict[str, str]] = {}  # endpoint -> {key name: secret}
 
     def check(self) -> None:
         if self.unavailable:
@@ -147,6 +148,13 @@ class FakeDeployer:
             return DeployOutcome(False, f"quota exceeded for {spec.name}", {})
         return DeployOutcome(True, "succeeded", {"serviceName": f"com.amazonaws.vpce.us-east-1.vpce-svc-{spec.name}",
                                                  "apiKey": "[secret]"})
+
+    def set_api_key_secret(self, spec, cfg, name, secret) -> None:
+        stored = self.api_key_secrets.setdefault(spec.name, {})
+        if secret is None:
+            stored.pop(name, None)
+        else:
+            stored[name] = secret
 
     def destroy(self, spec, cfg) -> DeployOutcome:
         self.destroyed.append(spec.name)

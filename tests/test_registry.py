@@ -34,6 +34,7 @@ from privend.billing.suspension import needs_deploy
 from privend.service.endpoints import pending_work
 from privend.errors import InputError, PrivendError
 from privend.registry import (
+    ApiKey,
     ConflictError,
     Endpoint,
     NotFound,
@@ -823,7 +824,8 @@ def test_dynamodb_endpoint_create_and_delete_are_each_one_transaction(
     registry.delete_endpoint(ENV, "chat", expected_version=1)
 
     assert created_with == ["TransactWriteItems"]
-    assert calls == ["GetItem", "TransactWriteItems"]
+    # The delete is one transaction; the query after it finds the endpoint's API keys (none here).
+    assert calls == ["GetItem", "TransactWriteItems", "Query"]
 
 
 def test_dynamodb_failed_transaction_stores_nothing(dynamo: tuple[DynamoRegistry, Any]) -> None:
@@ -1045,3 +1047,98 @@ def test_open_registry_rejects_a_malformed_url_in_one_line(url: str, message: st
         open_registry(Settings.from_environ({"PRIVEND_REGISTRY": url}))
 
     assert str(raised.value) == message
+
+
+# -- API keys --
+
+
+def make_api_key(name: str = "ci", endpoint: str = "chat", **overrides: Any) -> ApiKey:
+    fields: dict[str, Any] = {"env": ENV, "endpoint": endpoint, "name": name,
+                              "fingerprint": "sha256:" + hashlib.sha256(name.encode()).hexdigest()[:16],
+                              "rate_limit_per_minute": 120, "created_at": T0}
+    return ApiKey(**{**fields, **overrides})
+
+
+def test_api_keys_are_stored_listed_by_name_and_revoked(registry: Registry) -> None:
+    registry.create_tenant(make_tenant())
+    registry.create_endpoint(make_endpoint(), STARTER)
+    registry.create_endpoint(make_endpoint("other"), STARTER)
+    for key in (make_api_key("web"), make_api_key("ci", rate_limit_per_minute=None), make_api_key("ci", "other")):
+        assert registry.create_api_key(key) == key
+    assert [k.name for k in registry.list_api_keys(ENV, "chat")] == ["ci", "web"]
+    assert registry.list_api_keys(ENV, "chat")[0] == make_api_key("ci", rate_limit_per_minute=None)
+    at = datetime(2025, 2, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    revoked = registry.revoke_api_key(ENV, "chat", "web", at)
+    assert (revoked.state, revoked.revoked_at) == ("revoked", at.astimezone(UTC))
+    assert registry.list_api_keys(ENV, "chat") == [make_api_key("ci", rate_limit_per_minute=None), revoked]
+    assert [k.state for k in registry.list_api_keys(ENV, "other")] == ["active"]
+
+
+def test_api_key_names_are_unique_per_endpoint_even_once_revoked(registry: Registry) -> None:
+    registry.create_tenant(make_tenant())
+    registry.create_endpoint(make_endpoint(), STARTER)
+    registry.create_api_key(make_api_key("ci"))
+    registry.revoke_api_key(ENV, "chat", "ci", T0)
+    with pytest.raises(InputError) as raised:
+        registry.create_api_key(make_api_key("ci"))
+    assert str(raised.value) == "API key 'ci' already exists on endpoint 'chat' in env dev"
+
+
+def test_api_key_of_a_missing_endpoint_is_refused(registry: Registry) -> None:
+    registry.create_tenant(make_tenant())
+    with pytest.raises(NotFound) as raised:
+        registry.create_api_key(make_api_key(endpoint="ghost"))
+    assert str(raised.value) == "endpoint 'ghost' not found in env dev"
+    with pytest.raises(NotFound):
+        registry.list_api_keys(ENV, "ghost")
+
+
+def test_revoking_a_missing_or_revoked_key_says_which(registry: Registry) -> None:
+    registry.create_tenant(make_tenant())
+    registry.create_endpoint(make_endpoint(), STARTER)
+    with pytest.raises(NotFound) as raised:
+        registry.revoke_api_key(ENV, "chat", "nope", T0)
+    assert str(raised.value) == "API key 'nope' not found on endpoint 'chat' in env dev"
+    registry.create_api_key(make_api_key())
+    registry.revoke_api_key(ENV, "chat", "ci", T0)
+    with pytest.raises(InputError) as raised:
+        registry.revoke_api_key(ENV, "chat", "ci", T0)
+    assert str(raised.value) == "API key 'ci' of endpoint 'chat' in env dev is already revoked"
+
+
+def test_deleting_an_endpoint_deletes_its_api_keys(registry: Registry) -> None:
+    registry.create_tenant(make_tenant())
+    registry.create_endpoint(make_endpoint(), STARTER)
+    registry.create_api_key(make_api_key())
+    registry.delete_endpoint(ENV, "chat", 1)
+    registry.create_endpoint(make_endpoint(), STARTER)
+    assert registry.list_api_keys(ENV, "chat") == []
+
+
+def test_api_keys_of_one_env_are_invisible_in_another(registry: Registry) -> None:
+    for env in (ENV, "prod"):
+        registry.create_tenant(make_tenant(env=env))
+        registry.create_endpoint(make_endpoint(env=env), STARTER)
+    registry.create_api_key(make_api_key())
+    assert registry.list_api_keys("prod", "chat") == []
+
+
+def test_api_key_record_refuses_a_bad_name_or_fingerprint() -> None:
+    with pytest.raises(ValidationError, match="API key name 'CI!'"):
+        make_api_key("CI!")
+    with pytest.raises(ValidationError):
+        make_api_key(fingerprint="pe-secret-value")
+
+
+def test_registry_at_schema_5_gains_the_api_key_table_and_keeps_its_endpoints(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    with SqliteRegistry(path) as registry:
+        registry.create_tenant(make_tenant())
+        registry.create_endpoint(make_endpoint(), STARTER)
+        registry._execute("DROP TABLE api_keys")
+        registry._execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 1,))
+    with SqliteRegistry(path) as registry:
+        assert registry._read("SELECT version FROM schema_version")[0][0] == SCHEMA_VERSION
+        assert registry.get_endpoint(ENV, "chat") == make_endpoint()
+        registry.create_api_key(make_api_key())
+        assert [k.name for k in registry.list_api_keys(ENV, "chat")] == ["ci"]

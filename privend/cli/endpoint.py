@@ -11,7 +11,7 @@ from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table, parse_time
 from privend.cost import SPOT_PRICE_FACTOR
 from privend.errors import PrivendError
-from privend.service import endpoints
+from privend.service import endpoints, keys
 from privend.service.app import App
 from privend.service.endpoints import Deployment, EndpointView, SpecChanges
 from privend.spec import QUANTIZATIONS, parse_replicas
@@ -273,3 +273,64 @@ def sync_(app: App, parallel, env, fmt) -> None:
 def connect_info(app: App, name, env) -> None:
     """What the customer needs to connect over PrivateLink."""
     click.echo(endpoints.connect_info(app, env, name), nl=False)
+
+
+@endpoint.group("key")
+def key() -> None:
+    """Named API keys of an endpoint: the secret is shown once, at creation."""
+
+
+def _key_json(k) -> dict:
+    return {"name": k.name, "endpoint": k.endpoint, "env": k.env, "fingerprint": k.fingerprint,
+            "rate_limit_per_minute": k.rate_limit_per_minute, "state": k.state,
+            "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+
+
+@key.command("create")
+@click.argument("name")
+@click.option("--endpoint", "endpoint_name", required=True)
+@click.option("--rate-limit", help="Requests per minute this key may make, N/min (default: no per-key limit).")
+@click.option("--no-deploy", is_flag=True, help="Record the key only; `endpoint sync` rolls it out.")
+@env_option
+@format_option
+@pass_app
+def key_create(app: App, name, endpoint_name, rate_limit, no_deploy, env, fmt) -> None:
+    """Create a key; its secret is printed once and never again."""
+    created = keys.create_api_key(app, keys.CreateApiKey(
+        env=env, endpoint=endpoint_name, name=name, rate_limit_per_minute=keys.parse_rate_limit(rate_limit),
+        deploy=not no_deploy))
+    if fmt == "json":
+        emit_json({**_key_json(created.key), "secret": created.secret, "deployment": created.deployment.message})
+    else:
+        click.echo(f"created API key '{name}' of endpoint '{endpoint_name}' ({created.key.fingerprint})")
+        click.echo(f"secret (shown once; store it now): {created.secret}")
+    _report(created.deployment)
+
+
+@key.command("list")
+@click.option("--endpoint", "endpoint_name", required=True)
+@env_option
+@format_option
+@pass_app
+def key_list(app: App, endpoint_name, env, fmt) -> None:
+    """List an endpoint's keys, active and revoked (never their secrets)."""
+    found = keys.list_api_keys(app, env, endpoint_name)
+    if fmt == "json":
+        emit_json([_key_json(k) for k in found])
+        return
+    emit_table(f"API keys of {endpoint_name} in {env}", ["name", "fingerprint", "rate limit", "state", "created"],
+               [(k.name, k.fingerprint, f"{k.rate_limit_per_minute}/min" if k.rate_limit_per_minute else "none",
+                 k.state, k.created_at.isoformat()) for k in found])
+
+
+@key.command("revoke")
+@click.argument("name")
+@click.option("--endpoint", "endpoint_name", required=True)
+@click.option("--no-deploy", is_flag=True, help="Record the revocation only; `endpoint sync` rolls it out.")
+@env_option
+@pass_app
+def key_revoke(app: App, name, endpoint_name, no_deploy, env) -> None:
+    """Revoke a key: the gateway refuses it once the change is rolled out."""
+    revoked = keys.revoke_api_key(app, env, endpoint_name, name, deploy=not no_deploy)
+    click.echo(f"revoked API key '{name}' of endpoint '{endpoint_name}' ({revoked.key.fingerprint})")
+    _report(revoked.deployment)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from privend.registry.base import Registry
 from privend.registry.errors import ConflictError, NotFound
-from privend.registry.models import Endpoint, SubscriptionSegment, Tenant, spec_hash
+from privend.registry.models import ApiKey, Endpoint, SubscriptionSegment, Tenant, spec_hash
 
 __all__ = [
+    "ApiKey",
     "ConflictError",
     "Endpoint",
     "NotFound",

@@ -26,6 +26,7 @@ from privend.registry.billing import (
     UsageEvent,
 )
 from privend.registry.models import (
+    ApiKey,
     Endpoint,
     EndpointStatus,
     SubscriptionSegment,
@@ -134,6 +135,22 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     def delete_endpoint(self, env: str, name: str, expected_version: int) -> None:
         """Delete the endpoint and its subscription history if still at `expected_version`."""
+
+    # -- API keys --
+
+    @abc.abstractmethod
+    def create_api_key(self, key: ApiKey) -> ApiKey:
+        """Store `key`; refused if its endpoint does not exist or has a key of that name (even revoked)."""
+
+    @abc.abstractmethod
+    def list_api_keys(self, env: str, endpoint: str) -> list[ApiKey]:
+        """The endpoint's keys, active and revoked, sorted by name; NotFound if the endpoint does not exist."""
+
+    @abc.abstractmethod
+    def revoke_api_key(self, env: str, endpoint: str, name: str, at: datetime) -> ApiKey:
+        """Mark a key revoked at `at`; NotFound if missing, InputError if already revoked.
+
+        Deleting an endpoint deletes its keys."""
 
     # -- usage --
 

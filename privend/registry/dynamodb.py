@@ -8,6 +8,7 @@ Single-table design. Every item of an environment shares the partition key
     pk=ENV#dev  sk=CAPACITY         the env's capacity version (see admission below)
     sk=USAGE#<event id>                      a usage event (the id is the key: idempotent)
     sk=QUARANTINE#<sha256>                   quarantined input
+    sk=APIKEY#<endpoint>#<name>              an endpoint's API key (name, fingerprint, state; never its secret)
     sk=RETIRED#<endpoint>#<time>             a deleted endpoint's subscription history
     sk=RETIREDTENANT#<tenant>#<time>         a deleted tenant's billing time zone
     sk=PERIOD#<YYYY-MM>                      a reconciled billing period
@@ -75,6 +76,7 @@ from privend.registry.billing import (
     dedupe_batch,
 )
 from privend.registry.models import (
+    ApiKey,
     Endpoint,
     EndpointStatus,
     SubscriptionSegment,
@@ -86,6 +88,7 @@ _TENANT = "TENANT#"
 _ENDPOINT = "ENDPOINT#"
 _USAGE = "USAGE#"
 _QUARANTINE = "QUARANTINE#"
+_API_KEY = "APIKEY#"
 _RETIRED = "RETIRED#"
 _RETIRED_TENANT = "RETIREDTENANT#"
 _PERIOD = "PERIOD#"
@@ -474,6 +477,64 @@ class DynamoRegistry(Registry):
             if cancelled.conflict:
                 raise errors.endpoint_busy(env, name) from None
             raise cancelled.error from None
+        # After the endpoint is gone no key can be added to it (create_api_key checks the endpoint
+        # in its transaction), so what is listed now is all there is to delete.
+        for item in self._query(env, f"{_API_KEY}{name}#"):
+            self._client.delete_item(TableName=self.table_name, Key={"pk": item["pk"], "sk": item["sk"]})
+
+    # -- API keys --
+
+    def create_api_key(self, key: ApiKey) -> ApiKey:
+        env = key.env
+        put = {"Put": {
+            "TableName": self.table_name,
+            "Item": {**self._key(env, _API_KEY, f"{key.endpoint}#{key.name}"),
+                     "record": {"S": key.model_dump_json()}, "state": {"S": key.state}},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }}
+        endpoint_exists = {"ConditionCheck": {
+            "TableName": self.table_name, "Key": self._key(env, _ENDPOINT, key.endpoint),
+            "ConditionExpression": "attribute_exists(pk)",
+        }}
+        try:
+            self._transact([put, endpoint_exists])
+        except _Cancelled as cancelled:
+            if cancelled.condition_failed(1):
+                raise errors.endpoint_not_found(env, key.endpoint) from None
+            if cancelled.condition_failed(0):
+                raise errors.api_key_exists(env, key.endpoint, key.name) from None
+            if cancelled.conflict:
+                raise errors.endpoint_busy(env, key.endpoint) from None
+            raise cancelled.error from None
+        return key
+
+    def list_api_keys(self, env: str, endpoint: str) -> list[ApiKey]:
+        self._existing_endpoint_item(env, endpoint)
+        return [ApiKey.model_validate_json(item["record"]["S"]) for item in self._query(env, f"{_API_KEY}{endpoint}#")]
+
+    def revoke_api_key(self, env: str, endpoint: str, name: str, at: datetime) -> ApiKey:
+        item = self._get(env, _API_KEY, f"{endpoint}#{name}")
+        if item is None:
+            self._existing_endpoint_item(env, endpoint)
+            raise errors.api_key_not_found(env, endpoint, name)
+        current = ApiKey.model_validate_json(item["record"]["S"])
+        if current.state == "revoked":
+            raise errors.api_key_revoked(env, endpoint, name)
+        revoked = ApiKey.model_validate({**current.model_dump(), "state": "revoked", "revoked_at": at})
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item={**self._key(env, _API_KEY, f"{endpoint}#{name}"),
+                      "record": {"S": revoked.model_dump_json()}, "state": {"S": "revoked"}},
+                ConditionExpression="#state = :active",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":active": {"S": "active"}},
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            raise errors.api_key_revoked(env, endpoint, name) from None
+        return revoked
 
     def _existing_endpoint_item(self, env: str, name: str) -> dict[str, Any]:
         item = self._get(env, _ENDPOINT, name)

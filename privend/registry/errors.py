@@ -64,3 +64,15 @@ def admission_busy(env: str, name: str) -> ConflictError:
 
 def period_finalized(env: str, period: str) -> InputError:
     return InputError(f"period {period} in env {env} is finalized; its invoices never change")
+
+
+def api_key_exists(env: str, endpoint: str, name: str) -> InputError:
+    return InputError(f"API key '{name}' already exists on endpoint '{endpoint}' in env {env}")
+
+
+def api_key_not_found(env: str, endpoint: str, name: str) -> NotFound:
+    return NotFound(f"API key '{name}' not found on endpoint '{endpoint}' in env {env}")
+
+
+def api_key_revoked(env: str, endpoint: str, name: str) -> InputError:
+    return InputError(f"API key '{name}' of endpoint '{endpoint}' in env {env} is already revoked")

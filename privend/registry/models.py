@@ -28,6 +28,8 @@ from pydantic import (
 
 from privend.errors import InputError
 from privend.values import (
+    ApiKeyName,
+    ApiKeyState,
     AwsAccountId,
     EndpointName,
     EndpointStatus,
@@ -82,6 +84,24 @@ class Endpoint(_Record):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     version: int = Field(default=1, ge=1)
+
+
+class ApiKey(_Record):
+    """A named API key of an endpoint, as the registry knows it: never its secret.
+
+    The secret is shown once when the key is created; afterwards it lives only in
+    the endpoint stack's Pulumi secret config and the gateway's Kubernetes Secret.
+    `fingerprint` (a sha256 prefix) recognises a key without revealing it.
+    """
+
+    env: EnvName
+    endpoint: EndpointName
+    name: ApiKeyName
+    fingerprint: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{16}$")]
+    rate_limit_per_minute: int | None = Field(default=None, ge=1)
+    state: ApiKeyState = "active"
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None = None
 
 
 class SubscriptionSegment(_Record):

@@ -45,6 +45,7 @@ from privend.registry.billing import (
     dedupe_batch,
 )
 from privend.registry.models import (
+    ApiKey,
     Endpoint,
     EndpointStatus,
     SubscriptionSegment,
@@ -268,6 +269,22 @@ _MIGRATIONS: list[tuple[str | Callable[[SqliteRegistry], None], ...]] = [
         "INSERT INTO usage_ids SELECT env, id, endpoint_key, ts, input_tokens, output_tokens FROM usage_events",
         lambda registry: registry._copy_events_to_weeks("usage_events"),
         "DROP TABLE usage_events",
+    ),
+    # API keys of endpoints: what the gateway's keys are, never their secrets.
+    (
+        """
+        CREATE TABLE api_keys (
+            env TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            name TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            rate_limit_per_minute INTEGER,
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT,
+            PRIMARY KEY (env, endpoint, name)
+        ) WITHOUT ROWID
+        """,
     ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -542,6 +559,53 @@ class SqliteRegistry(Registry):
                 (env, name, utc_now().isoformat(), row["tenant"], row["subscription"]),
             )
             self._execute("DELETE FROM endpoints WHERE env = ? AND name = ?", (env, name))
+            self._execute("DELETE FROM api_keys WHERE env = ? AND endpoint = ?", (env, name))
+
+    # -- API keys --
+
+    def create_api_key(self, key: ApiKey) -> ApiKey:
+        row = key.model_dump(mode="json")
+        with self._transaction():
+            if self._endpoint_row(key.env, key.endpoint) is None:
+                raise errors.endpoint_not_found(key.env, key.endpoint)
+            if self._api_key_row(key.env, key.endpoint, key.name) is not None:
+                raise errors.api_key_exists(key.env, key.endpoint, key.name)
+            self._execute(
+                f"INSERT INTO api_keys ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                tuple(row.values()),
+            )
+        return key
+
+    def list_api_keys(self, env: str, endpoint: str) -> list[ApiKey]:
+        with self._lock:
+            if self._endpoint_row(env, endpoint) is None:
+                raise errors.endpoint_not_found(env, endpoint)
+            rows = self._execute(
+                "SELECT * FROM api_keys WHERE env = ? AND endpoint = ? ORDER BY name", (env, endpoint)
+            ).fetchall()
+        return [ApiKey.model_validate(dict(row)) for row in rows]
+
+    def revoke_api_key(self, env: str, endpoint: str, name: str, at: datetime) -> ApiKey:
+        with self._transaction():
+            row = self._api_key_row(env, endpoint, name)
+            if row is None:
+                if self._endpoint_row(env, endpoint) is None:
+                    raise errors.endpoint_not_found(env, endpoint)
+                raise errors.api_key_not_found(env, endpoint, name)
+            current = ApiKey.model_validate(dict(row))
+            if current.state == "revoked":
+                raise errors.api_key_revoked(env, endpoint, name)
+            revoked = current.model_copy(update={"state": "revoked", "revoked_at": at.astimezone(UTC)})
+            self._execute(
+                "UPDATE api_keys SET state = 'revoked', revoked_at = ? WHERE env = ? AND endpoint = ? AND name = ?",
+                (revoked.model_dump(mode="json")["revoked_at"], env, endpoint, name),
+            )
+        return revoked
+
+    def _api_key_row(self, env: str, endpoint: str, name: str) -> sqlite3.Row | None:
+        return self._execute(
+            "SELECT * FROM api_keys WHERE env = ? AND endpoint = ? AND name = ?", (env, endpoint, name)
+        ).fetchone()
 
     def _endpoints_in(self, env: str) -> list[Endpoint]:
         """Every endpoint of `env`, read inside the caller's transaction."""

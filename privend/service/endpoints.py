@@ -333,7 +333,8 @@ def change_endpoint(registry: Registry, cfg: EnvironmentConfig, name: str, effec
     if current.status == EndpointStatus.DELETING:
         raise InputError(f"endpoint '{name}' is being deleted in env {env}")
     current_spec = EndpointSpec.from_record(current)
-    spec = size_request(registry, cfg, current_spec.request(**changes), plans)
+    # API keys are not part of a request: they come and go through `endpoint key`, and stay across changes.
+    spec = size_request(registry, cfg, current_spec.request(**changes), plans).with_api_keys(current_spec.api_keys)
     data = spec.model_dump(mode="json")
     admission = None
     if data != current.spec:
