@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
+from privend.autoscaling import QUEUE_METRIC, scaling_policy
 from privend.billing.suspension import SUSPENDED_ANNOTATIONS
 from privend.catalog import EngineImage, engine_catalog, gpu_catalog
 from privend.config import EnvironmentConfig
@@ -32,12 +33,11 @@ METERING_COLLECTOR_LABELS = {"app.kubernetes.io/name": "cloudwatch-agent",
 METADATA_SERVICE = "169.254.169.254/32"
 HF_TOKEN_SECRET = "hf-token"
 API_KEY_SECRET = "api-key"
-SCALE_QUEUE_TARGET = 4
 # A replica gets its GPUs' share of the node's CPU and memory, less room for
 # daemonsets, capped at what an engine uses: more would only strand capacity.
 SYSTEM_HEADROOM = Decimal("0.8")
 CPU_PER_GPU_MAX = 8
-MEMORY_GIB_PER_GPU_MAX = 48  # waiting requests per replica before KEDA adds one
+MEMORY_GIB_PER_GPU_MAX = 48
 USAGE_NAMESPACE = "PrivateEndpoint/Usage"
 ENGINE_NAMESPACE = "PrivateEndpoint/Engine"
 
@@ -320,16 +320,17 @@ def disruption_budget(ctx: RenderContext) -> dict:
 
 def scaled_object(ctx: RenderContext, load_balancer_arn_suffix: str | None = None) -> dict:
     spec = ctx.spec
+    policy = scaling_policy(spec.min_replicas, spec.max_replicas)
     dims = "Environment;Tenant;Endpoint"
     values = f"{ctx.cfg.environment};{spec.tenant};{spec.name}"
     triggers = [{
         "type": "aws-cloudwatch",
         "name": "queue-depth",
         "metadata": {
-            "namespace": ENGINE_NAMESPACE, "metricName": "QueueSize",
+            "namespace": ENGINE_NAMESPACE, "metricName": QUEUE_METRIC,
             "dimensionName": dims, "dimensionValue": values,
-            "metricStat": "Average", "metricStatPeriod": "60",
-            "targetMetricValue": str(SCALE_QUEUE_TARGET), "minMetricValue": "0",
+            "metricStat": "Average", "metricStatPeriod": str(policy.metric_period_seconds),
+            "targetMetricValue": str(policy.queue_target), "minMetricValue": "0",
             "awsRegion": ctx.cfg.region, "identityOwner": "operator",
         },
     }]
@@ -355,9 +356,10 @@ def scaled_object(ctx: RenderContext, load_balancer_arn_suffix: str | None = Non
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": metadata,
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ctx.names.deployment},
-            "minReplicaCount": spec.min_replicas,
-            "maxReplicaCount": spec.max_replicas,
-            "cooldownPeriod": 900 if spec.scale_to_zero else 300,
+            "minReplicaCount": policy.min_replicas,
+            "maxReplicaCount": policy.max_replicas,
+            "pollingInterval": policy.polling_interval_seconds,
+            "cooldownPeriod": policy.cooldown_seconds,
             "triggers": triggers,
         },
     }

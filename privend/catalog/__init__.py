@@ -54,6 +54,25 @@ class GpuInstanceType(_CatalogModel):
         return self.spot_quota_code if capacity_type == "spot" else self.quota_code
 
 
+class GpuModelSpec(_CatalogModel):
+    """One GPU model's peak figures, as the throughput model reads them."""
+
+    memory_bandwidth_gbps: Decimal = Field(gt=0, alias="memoryBandwidthGBps")
+    dense_bf16_tflops: Decimal = Field(gt=0)
+    dense_fp8_tflops: Decimal | None = Field(default=None, gt=0)
+    interconnect_gbps: Decimal = Field(gt=0, alias="interconnectGBps")
+    interconnect: str
+
+
+class ThroughputEfficiency(_CatalogModel):
+    """What fraction of the datasheet peaks a serving engine reaches (assumptions, see the catalog)."""
+
+    memory_bandwidth_efficiency: Decimal = Field(gt=0, le=1)
+    compute_efficiency: Decimal = Field(gt=0, le=1)
+    step_overhead_seconds: Decimal = Field(ge=0)
+    all_reduce_latency_seconds: Decimal = Field(ge=0)
+
+
 class GpuCatalog(_CatalogModel):
     region: str
     currency: Literal["USD"]
@@ -61,6 +80,22 @@ class GpuCatalog(_CatalogModel):
     price_source: str
     quota_codes: dict[str, str]
     instances: dict[str, GpuInstanceType]
+    gpu_models_read_on: str
+    throughput_efficiency: ThroughputEfficiency
+    gpu_models: dict[str, GpuModelSpec]
+
+    @model_validator(mode="after")
+    def _every_gpu_model_described(self) -> GpuCatalog:
+        missing = sorted({i.gpu_model for i in self.instances.values()} - set(self.gpu_models))
+        if missing:
+            raise ValueError(f"gpuModels has no entry for {', '.join(missing)}")
+        return self
+
+    def gpu_model(self, name: str) -> GpuModelSpec:
+        try:
+            return self.gpu_models[name]
+        except KeyError:
+            raise InputError(f"GPU model {name!r} is not in the GPU catalog (known: {', '.join(sorted(self.gpu_models))})") from None
 
     @field_validator("instances", mode="before")
     @classmethod

@@ -1,0 +1,154 @@
+"""Pooling that pays: seeded fleets through the simulator, pooled against both baselines and the lower bound.
+
+    python bench/pooling.py [--seed N] [--sizes 100,1000] [--days 7]
+
+Fleet mix (fixed here, not tuned to a result): 70 % 7-9B models on L4 or L40S, 25 % 14-32B on L40S,
+5 % 70B on H100; each endpoint's peak (the weekday peak hour's mean load, before minute bursts) log-uniform
+from 0.3 to 20 replicas; a third scale to zero; users in UTC-8, -5, +1 or +8; diurnal trough 25-40 % of the
+peak; weekends 50-70 % of weekdays; minute bursts from the real Azure trace (privend.traffic). Pools offer
+the single-GPU types and the 4- and 8-GPU ones. Per fleet it prints pooled cost, both baselines, the lower
+bound, the savings, cold-start waits, the warm headroom chosen (the smallest of HEADROOM_CHOICES GPUs per
+pool meeting 99 % of scale-ups without waiting for a node, searched on the 100 fleet and scaled by fleet
+size), wall time and peak memory of the pooled simulation, each against its target. Never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from privend.capacity import Demand, PoolSpec  # noqa: E402
+from privend.catalog import gpu_catalog, model_catalog  # noqa: E402
+from privend.simulator import SimEndpoint, simulate  # noqa: E402
+from privend.sizing import size_replica, weight_bytes  # noqa: E402
+from privend.throughput import replica_throughput  # noqa: E402
+from privend.traffic import TRACE_GENERATED_SHARE, TrafficProfile, synthetic  # noqa: E402
+
+POOLS = {
+    "l4": PoolSpec("l4", ("g6.xlarge", "g6.12xlarge", "g6.48xlarge"), "on-demand", 0, 5000),
+    "l40s": PoolSpec("l40s", ("g6e.xlarge", "g6e.12xlarge", "g6e.48xlarge"), "on-demand", 0, 5000),
+    "h100": PoolSpec("h100", ("p5.4xlarge", "p5.48xlarge"), "on-demand", 0, 1000),
+}
+SMALL = ["meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3", "Qwen/Qwen2.5-7B-Instruct",
+         "google/gemma-2-9b-it"]
+MEDIUM = ["Qwen/Qwen2.5-14B-Instruct", "Qwen/Qwen2.5-32B-Instruct", "google/gemma-2-27b-it"]
+LARGE = ["meta-llama/Llama-3.1-70B-Instruct"]
+OFFSETS = [-8, -5, 1, 8]
+HEADROOM_CHOICES = [0, 1, 2, 4, 8, 16]
+MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def fleet(size: int, seed: int):
+    rng = np.random.default_rng(seed)
+    catalog = gpu_catalog()
+    endpoints, profiles = [], []
+    for i in range(size):
+        roll = rng.random()
+        if roll < 0.70:
+            model_id, pool = SMALL[rng.integers(len(SMALL))], ("l4" if rng.random() < 0.5 else "l40s")
+        elif roll < 0.95:
+            model_id, pool = MEDIUM[rng.integers(len(MEDIUM))], "l40s"
+        else:
+            model_id, pool = LARGE[0], "h100"
+        model = model_catalog().get(model_id)
+        spec = POOLS[pool]
+        biggest = max(catalog.get(t).gpus for t in spec.instance_types)
+        gpu_type = catalog.get(spec.instance_types[0])
+        size_ = size_replica(model, gpu_type.gpu_memory_gib, biggest, pool)
+        t = replica_throughput(model, model.default_dtype, gpu_type.gpu_model, size_.gpus_per_replica,
+                               size_.max_total_tokens)
+        peak = float(np.exp(rng.uniform(np.log(0.3), np.log(20))))
+        min_replicas = 0 if rng.random() < 1 / 3 else 1
+        max_replicas = min(64, max(2, math.ceil(peak * 4)))
+        tenant = f"tenant-{i // 3}"  # a few endpoints per tenant
+        demand = Demand(f"ep-{i:04d}", tenant, pool, size_.gpus_per_replica, min_replicas, max_replicas)
+        endpoints.append(SimEndpoint(demand, t.prefill_tokens_per_second, t.decode_tokens_per_second,
+                                     weight_bytes(model, model.default_dtype)))
+        g = TRACE_GENERATED_SHARE
+        capacity = 1 / ((1 - g) / t.prefill_tokens_per_second + g / t.decode_tokens_per_second)
+        profiles.append(TrafficProfile(demand.endpoint, peak * capacity, float(OFFSETS[rng.integers(4)]),
+                                       float(rng.uniform(0.25, 0.40)), float(rng.uniform(0.5, 0.7))))
+    return endpoints, profiles
+
+
+def run(endpoints, traffic, headroom):
+    tracemalloc.start()
+    began = time.perf_counter()
+    result = simulate(endpoints, POOLS, traffic, headroom)
+    seconds = time.perf_counter() - began
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, seconds, peak
+
+
+def ready_share(result) -> float:
+    w = result.waits
+    return 100.0 if not w.count else 100 * (w.count - w.waited_for_node) / w.count
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--days", type=int, default=7)
+    args = parser.parse_args()
+    print(f"seed {args.seed}, {args.days} days at 60 s steps, prices read {gpu_catalog().prices_read_on}")
+    chosen_per_endpoint: float | None = None
+    for size in [int(s) for s in args.sizes.split(",")]:
+        endpoints, profiles = fleet(size, args.seed)
+        traffic = synthetic(profiles, args.seed, MONDAY, MONDAY + timedelta(days=args.days), 60)
+        if chosen_per_endpoint is None:
+            for n in HEADROOM_CHOICES:
+                trial, _, _ = run(endpoints, traffic, dict.fromkeys(POOLS, n))
+                if ready_share(trial) >= 99.0:
+                    break
+            chosen_per_endpoint = n / size
+            print(f"headroom search on the {size} fleet: {n} GPUs per pool gives {ready_share(trial):.1f} % "
+                  f"ready scale-ups (choices {HEADROOM_CHOICES})")
+        n_gpus = math.ceil(chosen_per_endpoint * size)
+        result, seconds, peak_bytes = run(endpoints, traffic, dict.fromkeys(POOLS, n_gpus))
+        pooled, at_peak = result.pooled_cost, result.dedicated_at_peak_cost
+        auto, bound = result.dedicated_autoscaled_cost, result.lower_bound_cost
+        saving = (at_peak - pooled) / at_peak * 100
+        over_bound = (pooled - bound) / bound * 100
+        w = result.waits
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"\n{size} endpoints, warm headroom {n_gpus} GPUs per pool")
+        print(f"  pooled                 ${pooled:>14,.2f}  (attributed ${sum(p.attributed_cost for p in result.pools):,.2f}, "
+              f"overhead ${sum(p.overhead_cost for p in result.pools):,.2f})")
+        print(f"  dedicated at peak      ${at_peak:>14,.2f}")
+        print(f"  dedicated autoscaled   ${auto:>14,.2f}  (scale-ups waiting for a node: "
+              f"{result.dedicated_autoscaled_waits.waited_for_node} of {result.dedicated_autoscaled_waits.count})")
+        print(f"  lower bound            ${bound:>14,.2f}")
+        print(f"  saving vs dedicated at peak  {saving:5.1f} %   target >= 35 %: {verdict(saving >= 35)}")
+        print(f"  saving vs dedicated autoscaled {(auto - pooled) / auto * 100:5.1f} %")
+        print(f"  pooled over lower bound      {over_bound:5.1f} %   target <= 50 %: {verdict(over_bound <= 50)}")
+        print(f"  scale-ups {w.count}, waited for a node {w.waited_for_node}, ready {ready_share(result):.2f} %  "
+              f"target >= 99 %: {verdict(ready_share(result) >= 99)}")
+        print(f"  cold-start waits p50 {w.p50_seconds:.0f} s, p95 {w.p95_seconds:.0f} s, max {w.max_seconds:.0f} s")
+        unserved = sum(e.unserved_replica_hours for e in result.endpoints)
+        work = sum(e.work_replica_hours for e in result.endpoints)
+        print(f"  unserved work {unserved:,.1f} of {work:,.1f} replica-hours ({unserved / work * 100:.2f} %)")
+        target = size < 1000 or (seconds < 60 and peak_bytes < 2 * 2**30)
+        print(f"  simulation {seconds:.1f} s, peak traced memory {peak_bytes / 2**20:,.0f} MiB, "
+              f"max RSS {rss:,.0f} MiB" + ("" if size < 1000 else f"   target < 60 s, < 2 GiB: {verdict(target)}"))
+
+
+if __name__ == "__main__":
+    Decimal  # noqa: B018
+    main()

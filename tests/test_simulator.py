@@ -1,0 +1,168 @@
+"""The pool simulator: hand-checked scenarios and properties."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from privend.autoscaling import scaling_policy
+from privend.capacity import Demand, PoolSpec
+from privend.errors import InputError
+from privend.simulator import ColdStartModel, SimEndpoint, desired_replicas, simulate
+from privend.traffic import Traffic
+
+STEP = 60
+START = datetime(2026, 11, 2, tzinfo=UTC)
+PREFILL = 1000.0  # tokens/s: a step's prompt tokens / (PREFILL x STEP) is its work in replicas
+WEIGHTS = 16_000_000_000  # 32 s to load at 500 MB/s
+G6 = PoolSpec("l4", ("g6.xlarge",), "on-demand", 0, 20)
+G6_PRICE = Decimal("0.8048")
+# 10 s scan + 180 s boot, 35 s pull, 32 s weights, 30 s engine start.
+NODE_WAIT, START_ON_NEW_NODE, START_ON_WARM_NODE = 190, 287, 97
+
+
+def traffic(**work: list[float]) -> Traffic:
+    steps = len(next(iter(work.values())))
+    return Traffic(START, STEP, steps, {e: np.array(w) * PREFILL * STEP for e, w in work.items()},
+                   {e: np.zeros(steps) for e in work})
+
+
+def endpoint(name: str = "a", tenant: str = "t1", pool: str = "l4", min_replicas: int = 1, max_replicas: int = 8,
+             gpus: int = 1, tier: str = "shared") -> SimEndpoint:
+    return SimEndpoint(Demand(name, tenant, pool, gpus, min_replicas, max_replicas, tier), PREFILL, 100.0, WEIGHTS)
+
+
+def test_work_counts_prompt_and_generated_tokens_at_their_own_rates():
+    e = endpoint()
+    t = Traffic(START, STEP, 1, {"a": np.array([60_000.0])}, {"a": np.array([3_000.0])})
+    result = simulate([e], {"l4": G6}, t)
+    # 60,000 / (1,000 x 60) + 3,000 / (100 x 60) = 1.5 replicas of work for one minute.
+    assert result.endpoints[0].work_replica_hours == pytest.approx(1.5 * 60 / 3600)
+
+
+def test_a_step_up_is_seen_late_waits_for_nodes_and_serves_after_the_cold_start():
+    work = [1.0] * 10 + [3.0] * 20 + [1.0] * 30
+    result = simulate([endpoint()], {"l4": G6}, traffic(a=work))
+    e = result.endpoints[0]
+    # KEDA sees the step 90 s late (two 60 s steps): two replicas wanted at 720 s, on two new nodes.
+    assert e.cold_start_waits.count == 2
+    assert e.cold_start_waits.waited_for_node == 2
+    assert e.cold_start_waits.max_seconds == START_ON_NEW_NODE
+    # Serving from 1,007 s (step 17): steps 10 to 16 leave two replicas of work unserved.
+    assert e.unserved_replica_hours == pytest.approx(7 * 2 * 60 / 3600)
+    assert e.peak_replicas == 3
+
+
+def test_scale_down_waits_for_the_stabilisation_window_and_nodes_for_their_unneeded_time():
+    work = [1.0] * 10 + [3.0] * 20 + [1.0] * 30
+    result = simulate([endpoint()], {"l4": G6}, traffic(a=work))
+    pool = result.pools[0]
+    # Two extra nodes from step 12; the replicas go at step 37 (300 s after KEDA last saw 3),
+    # the empty nodes 600 s later (step 47): 35 steps each, and the first node all 60.
+    assert pool.node_hours_by_type == {"g6.xlarge": pytest.approx((60 + 2 * 35) / 60)}
+    assert pool.cost == (Decimal(130 * 60) * G6_PRICE / 3600).quantize(Decimal("0.01"))
+    assert result.endpoints[0].replica_hours == pytest.approx((60 + 2 * (37 - 12)) / 60)
+
+
+def test_scale_to_zero_keeps_the_last_replica_for_the_cooldown():
+    policy = scaling_policy(0, 4)
+    desired = desired_replicas(np.array([1.0] + [0.0] * 30), policy, STEP)
+    # Seen 2 steps late, then held 900 s (15 steps) after the last work.
+    assert list(desired[:2]) == [1, 1]
+    assert desired[17] == 1 and desired[18] == 0
+
+
+def test_warm_headroom_lets_a_scale_up_start_without_waiting_for_a_node():
+    work = [1.0] * 5 + [2.0] * 25
+    cold = simulate([endpoint()], {"l4": G6}, traffic(a=work), {"l4": 0})
+    warm = simulate([endpoint()], {"l4": G6}, traffic(a=work), {"l4": 1})
+    assert cold.endpoints[0].cold_start_waits.max_seconds == START_ON_NEW_NODE
+    assert warm.endpoints[0].cold_start_waits.max_seconds == START_ON_WARM_NODE  # a fresh warm node: pull too
+    assert warm.endpoints[0].cold_start_waits.waited_for_node == 0
+    # The warm node costs money: pooled costs more, and the overhead line shows it.
+    assert warm.pooled_cost > cold.pooled_cost
+    assert warm.pools[0].headroom_cost > 0
+
+
+def test_two_endpoints_in_opposite_time_zones_share_one_node_in_turn():
+    # a's users stop at step 30, b's start at step 50: a's last replica goes at step 47 (seen 2 steps late,
+    # 900 s cooldown), and b, seen at step 52, lands on a's node within its 10 unneeded minutes.
+    a = [1.0] * 30 + [0.0] * 70
+    b = [0.0] * 50 + [1.0] * 50
+    result = simulate([endpoint("a", "t1", min_replicas=0), endpoint("b", "t2", min_replicas=0)], {"l4": G6},
+                      traffic(a=a, b=b))
+    assert result.pools[0].peak_nodes == 1
+    assert result.pools[0].node_hours_by_type == {"g6.xlarge": pytest.approx(100 / 60)}
+    b_waits = result.endpoints[1].cold_start_waits
+    assert (b_waits.count, b_waits.waited_for_node) == (1, 0)
+    assert b_waits.max_seconds == START_ON_WARM_NODE - 35  # the node has the engine image already
+    # On instances of their own, each waits for a node and pays its own idle tail.
+    assert result.dedicated_autoscaled_waits.waited_for_node == 1
+    assert result.pooled_cost < result.dedicated_autoscaled_cost < result.dedicated_at_peak_cost
+
+
+def test_a_gpu_is_never_shared_and_dedicated_tenants_get_their_own_nodes():
+    four = PoolSpec("l4x4", ("g6.12xlarge",), "on-demand", 0, 20)
+    eps = [endpoint("a", "t1", "l4x4", gpus=1), endpoint("b", "t2", "l4x4", gpus=2),
+           endpoint("c", "t3", "l4x4", gpus=1, tier="dedicated")]
+    result = simulate(eps, {"l4x4": four}, traffic(a=[1.0] * 5, b=[1.0] * 5, c=[1.0] * 5))
+    # a and b share one 4-GPU node (3 GPUs held); c, dedicated, has a node of its own.
+    assert result.pools[0].peak_nodes == 2
+    assert result.pools[0].gpu_hours_held == pytest.approx(4 * 5 / 60)
+
+
+def test_an_endpoint_without_traffic_or_pool_is_refused():
+    with pytest.raises(InputError, match="endpoint 'b' has no traffic in the window"):
+        simulate([endpoint("b")], {"l4": G6}, traffic(a=[1.0]))
+    with pytest.raises(InputError, match="pool 'h100' is not configured"):
+        simulate([endpoint("a", pool="h100")], {"l4": G6}, traffic(a=[1.0]))
+
+
+def test_attributed_plus_overhead_is_the_pool_cost():
+    result = simulate([endpoint("a"), endpoint("b", "t2")], {"l4": G6}, traffic(a=[1.0, 2.0, 0.5] * 10,
+                                                                                  b=[0.2] * 30), {"l4": 1})
+    pool = result.pools[0]
+    assert abs(pool.attributed_cost + pool.overhead_cost - pool.cost) <= Decimal("0.01")
+
+
+def test_cold_start_grows_with_the_weights():
+    model = ColdStartModel()
+    assert model.replica_start_seconds(140_000_000_000, True) > model.replica_start_seconds(16_000_000_000, True)
+
+
+fleets = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(1, 4), st.lists(st.floats(0, 4), min_size=30, max_size=30)),
+    min_size=1, max_size=4)
+
+
+def _run(fleet, scale: float = 1.0, headroom: int = 0):
+    eps = [endpoint(f"e{i}", f"t{i}", min_replicas=mn, max_replicas=mn + mx) for i, (mn, mx, _) in enumerate(fleet)]
+    t = traffic(**{f"e{i}": [w * scale for w in work] for i, (_, _, work) in enumerate(fleet)})
+    return simulate(eps, {"l4": G6}, t, {"l4": headroom})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleet=fleets, headroom=st.integers(0, 2))
+def test_pooled_never_beats_the_lower_bound(fleet, headroom):
+    result = _run(fleet, headroom=headroom)
+    assert result.pooled_cost >= result.lower_bound_cost
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleet=fleets)
+def test_without_headroom_pooled_never_costs_more_than_dedicated_at_peak(fleet):
+    result = _run(fleet)
+    assert result.pooled_cost <= result.dedicated_at_peak_cost
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleet=fleets, factor=st.floats(1.0, 3.0))
+def test_more_traffic_never_lowers_the_lower_bound_or_the_peak_baseline(fleet, factor):
+    base, more = _run(fleet), _run(fleet, scale=factor)
+    assert more.dedicated_at_peak_cost >= base.dedicated_at_peak_cost
+    assert more.lower_bound_cost >= base.lower_bound_cost
