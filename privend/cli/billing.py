@@ -55,7 +55,7 @@ def _invoice_tables(data: dict) -> None:
                 for line in invoice["lines"]]
         rows.append(("", "total", "", "", invoice["total"]))
         emit_table(f"invoice {invoice['tenant']} {data['period']} ({state}, {invoice['currency']})",
-                   ["endpoint", "kind", "plan", "quantity", "amount"], rows)
+                   ["endpoint", "kind", "plan", "quantity", "amount"], rows, drop=["plan", "quantity"])
 
 
 @billing.command("export")
@@ -94,4 +94,5 @@ def alerts(app: App, period, env, fmt) -> None:
     emit_table(f"alerts {period} in {env}", ["endpoint", "tenant", "kind", "created", "published", "message"],
                [(a.endpoint, a.tenant, a.kind, a.created_at.isoformat(timespec="seconds"),
                  a.published_at.isoformat(timespec="seconds") if a.published_at else "no", a.message)
-                for a in entries])
+                for a in entries],
+               drop=["created", "tenant"])

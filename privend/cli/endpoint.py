@@ -115,14 +115,14 @@ def create(app: App, name, tenant, start, strict_quota, no_deploy, env, **option
     render_created(created)
 
 
-def render_created(created: endpoints.CreatedEndpoint) -> None:
+def render_created(created: endpoints.CreatedEndpoint, costs: bool = True) -> None:
     spec = created.spec
     click.echo(
         f"created endpoint '{spec.name}' for tenant '{spec.tenant}' in env {spec.env}: {spec.model} on pool {spec.pool}, "
         f"{spec.gpus_per_replica} GPU(s) per replica, replicas {spec.min_replicas}..{spec.max_replicas}, "
         f"tokens {spec.max_input_tokens} in / {spec.max_total_tokens} total"
     )
-    for line in _cost_lines(created.admission) if created.admission else []:
+    for line in _cost_lines(created.admission) if created.admission and costs else []:
         click.echo(line)
     if created.quota_notice:
         click.echo(created.quota_notice, err=True)
@@ -215,7 +215,8 @@ def render_list(views: list[EndpointView], env: str, fmt: str) -> None:
                [(v.endpoint.name, v.endpoint.tenant, v.spec.model, v.spec.pool,
                  f"{v.spec.min_replicas}..{v.spec.max_replicas}", v.spec.gpus_per_replica, v.endpoint.status,
                  "yes" if v.endpoint.spec_hash == v.endpoint.deployed_hash else "no")
-                for v in views])
+                for v in views],
+               drop=["gpus/replica", "in sync", "pool", "replicas"])
 
 
 @endpoint.command("show")

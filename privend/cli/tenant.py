@@ -56,7 +56,8 @@ def list_(app: App, env, fmt) -> None:
     else:
         emit_table(f"tenants in {env}", ["name", "aws account", "tier", "billing timezone", "principals"],
                    [(t.name, t.aws_account, t.tier, t.billing_timezone, len(t.principals) or "account root")
-                    for t in found])
+                    for t in found],
+                   drop=["principals", "billing timezone"])
 
 
 @tenant.command("show")

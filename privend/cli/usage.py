@@ -105,4 +105,5 @@ def quarantine(app: App, env, fmt) -> None:
         return
     emit_table(f"quarantined usage in {env}", ["when", "reason", "id", "endpoint", "detail"],
                [(q.quarantined_at.isoformat(timespec="seconds"), q.reason, q.event_id, q.endpoint, q.detail)
-                for q in records])
+                for q in records],
+               drop=["when", "detail"])

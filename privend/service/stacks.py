@@ -17,6 +17,17 @@ class PlanReport:
     plans: list  # StackPlan, platform first
     violations: list  # privend.policy.Violation, the blocking (mandatory) ones first
     blocking: list  # the mandatory violations: the plan must not be applied
+    guardrails: int = 0  # how many rules were evaluated
+
+    @property
+    def verdict(self) -> str:
+        """One line: how many guardrails ran and what they found."""
+        found = len(self.violations)
+        if not found:
+            return f"{self.guardrails} guardrails, 0 violations: the plan passes"
+        mandatory = len(self.blocking)
+        return (f"{self.guardrails} guardrails, {found} violation(s) ({mandatory} mandatory"
+                f"{': the plan must not be applied' if mandatory else ', advisory only'})")
 
 
 def registered_specs(app: App, env: str, endpoint: str | None = None) -> list[EndpointSpec]:
@@ -32,12 +43,12 @@ def plan_environment(app: App, env: str, endpoint: str | None = None) -> PlanRep
     """The platform stack and every endpoint stack of `env` (only `endpoint`'s when given), with the guardrails."""
     # The offline engine imports the Pulumi SDKs: only commands that plan pay for them.
     from privend.plan import plan_environment as plan_stacks
-    from privend.policy import evaluate, mandatory
+    from privend.policy import evaluate, mandatory, rules_checked
 
     cfg = app.environment(env)
     plans = plan_stacks(cfg, registered_specs(app, env, endpoint), platform=endpoint is None)
     violations = evaluate(plans, cfg, stacks_dir=app.settings.stacks_dir)
-    return PlanReport(env, plans, violations, mandatory(violations))
+    return PlanReport(env, plans, violations, mandatory(violations), rules_checked())
 
 
 def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> list[Path]:
