@@ -374,9 +374,16 @@ def target_group_binding(ctx: RenderContext, target_group_arn: str) -> dict:
     }
 
 
+# What stands in, in objects rendered without a deployed stack, for values only AWS assigns.
+OFFLINE_TARGET_GROUP_ARN = "arn:aws:elasticloadbalancing:offline:target-group"
+OFFLINE_LB_ARN_SUFFIX = "net/offline/0"
+OFFLINE_PLACEHOLDERS = {OFFLINE_TARGET_GROUP_ARN: "the target group ARN",
+                        OFFLINE_LB_ARN_SUFFIX: "the load balancer dimension"}
+
+
 def render_endpoint(spec: EndpointSpec, cfg: EnvironmentConfig, *, with_hf_token: bool = True,
-                    target_group_arn: str = "arn:aws:elasticloadbalancing:offline:target-group",
-                    load_balancer_arn_suffix: str | None = "net/offline/0") -> list[dict]:
+                    target_group_arn: str = OFFLINE_TARGET_GROUP_ARN,
+                    load_balancer_arn_suffix: str | None = OFFLINE_LB_ARN_SUFFIX) -> list[dict]:
     """All Kubernetes objects of one endpoint, in apply order."""
     ctx = context(spec, cfg)
     hub = not spec.baked

@@ -35,6 +35,8 @@ REVISION = re.compile(r"^[\w.-][\w./-]{0,99}$")
 QUANTIZATIONS = ("awq", "gptq", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "eetq", "fp8")
 MAX_REPLICAS = 64
 # A baked image: the engine with one model's weights built in, pinned by digest.
+# The subscription plan of an endpoint created without --plan (stacks/plans.yaml).
+DEFAULT_PLAN = "standard"
 BAKED_IMAGE = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 
 
@@ -82,7 +84,7 @@ class EndpointRequest(_Spec):
     pool: str | None = None
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
-    plan: str = "standard"
+    plan: str = DEFAULT_PLAN
     quantize: Literal[QUANTIZATIONS] | None = None  # type: ignore[valid-type]
     max_input_tokens: int | None = Field(default=None, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=2)

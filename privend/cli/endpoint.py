@@ -14,7 +14,7 @@ from privend.errors import PrivendError
 from privend.service import endpoints
 from privend.service.app import App
 from privend.service.endpoints import Deployment, EndpointView, SpecChanges
-from privend.spec import QUANTIZATIONS, parse_replicas
+from privend.spec import DEFAULT_PLAN, QUANTIZATIONS, parse_replicas
 from privend.values import ENGINES
 
 
@@ -25,7 +25,9 @@ def _spec_options(func):
         click.option("--engine", type=click.Choice(ENGINES), help="Inference engine (default tgi)."),
         click.option("--pool", help="GPU pool of the environment (default: its first pool)."),
         click.option("--replicas", help="MIN or MIN:MAX replicas (MIN 0 = scale to zero)."),
-        click.option("--plan", "plan_name", help="Subscription plan."),
+        click.option("--plan", "plan_name",
+                     help=f"Subscription plan from the plans catalog (`privend catalog plans`); "
+                          f"endpoint create defaults to {DEFAULT_PLAN}."),
         click.option("--quantize", type=click.Choice(QUANTIZATIONS)),
         click.option("--max-input-tokens", type=int),
         click.option("--max-total-tokens", type=int),
@@ -124,6 +126,8 @@ def render_created(created: endpoints.CreatedEndpoint, costs: bool = True) -> No
     )
     for line in _cost_lines(created.admission) if created.admission and costs else []:
         click.echo(line)
+    click.echo(f"subscribed to plan '{spec.plan}'" + (" (the default; --plan chooses another)"
+                                                      if spec.plan == DEFAULT_PLAN else ""))
     if created.quota_notice:
         click.echo(created.quota_notice, err=True)
     _report(created.deployment)

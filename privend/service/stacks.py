@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from privend.manifests import write_manifests
+from privend.manifests import placeholders_in, write_manifests
 from privend.service.app import App
 from privend.spec import EndpointSpec
 from privend.values import EndpointStatus
@@ -51,8 +51,15 @@ def plan_environment(app: App, env: str, endpoint: str | None = None) -> PlanRep
     return PlanReport(env, plans, violations, mandatory(violations), rules_checked())
 
 
-def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> list[Path]:
+@dataclass(frozen=True)
+class Exported:
+    written: list[Path]
+    with_placeholders: list[Path]  # files that still hold offline placeholders (marked at their top)
+
+
+def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> Exported:
     """Write the endpoint's Kubernetes objects to `out_dir`, one YAML file each (Secrets without values)."""
     cfg = app.environment(env)
     [spec] = registered_specs(app, env, endpoint)
-    return write_manifests(spec, cfg, out_dir)
+    written = write_manifests(spec, cfg, out_dir)
+    return Exported(written, [p for p in written if placeholders_in(p.read_text(encoding="utf-8"))])
