@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from privend.suggest import did_you_mean
 from privend.billing.plans import Plan, validate_plan_name
 from privend.catalog import model_catalog
 from privend.config import EnvironmentConfig
@@ -243,8 +244,10 @@ def size_endpoint(request: EndpointRequest, pool_cfg) -> ReplicaSize:
         if gpus is None or max_input is None or max_total is None:
             missing = [flag for flag, value in (("--gpus-per-replica", gpus), ("--max-input-tokens", max_input),
                                                ("--max-total-tokens", max_total)) if value is None]
+            hint = did_you_mean(request.model, model_catalog().models)
             raise InputError(
-                f"model {request.model!r} is not in the model catalog; give {', '.join(missing)} explicitly"
+                f"model {request.model!r} is not in the model catalog{hint or ''}"
+                f"{'' if hint else ';'} {'or ' if hint else ''}give {', '.join(missing)} explicitly"
             )
         return size_custom(gpus, max_input, max_total, pool_cfg.gpus_per_node_max, pool_cfg.name)
     size = size_replica(model, pool_cfg.gpu_memory_gib, pool_cfg.gpus_per_node_max, pool_cfg.name,

@@ -62,12 +62,18 @@ def _invoice_tables(data: dict) -> None:
 
 @billing.command("export")
 @click.option("--period", required=True, help="YYYY-MM.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table for people, json for machines, csv for spreadsheets.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
 @env_option
 @pass_app
 def export(app: App, period, fmt, output, env) -> None:
     """Write the period's invoices (as last reconciled) for finance."""
+    if fmt == "table":
+        if output:
+            raise click.UsageError("--output writes json or csv: give --format json or --format csv")
+        _invoice_tables(billing_service.stored_period(app, env, period))
+        return
     text, count = billing_service.export_invoices(app, env, period, fmt)
     if output:
         try:

@@ -17,8 +17,9 @@ def export() -> None:
 
 
 @export.command("manifests")
-@click.option("--endpoint", required=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--endpoint", required=True, help="The endpoint whose objects to write.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write the YAML files to (created if missing).")
 @env_option
 @pass_app
 def manifests(app: App, endpoint, out_dir, env) -> None:

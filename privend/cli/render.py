@@ -14,6 +14,30 @@ from rich.table import Table
 from privend.errors import InputError
 
 
+class Count(click.ParamType):
+    """A whole number written in ASCII digits, at least `min`: click's INT takes whatever int() takes,
+    which includes other scripts' digits (`١:٢`) and underscores."""
+
+    name = "integer"
+
+    def __init__(self, min: int = 0) -> None:
+        self.min = min
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str) and value.isascii() and value.isdigit():
+            number = int(value)
+        else:
+            self.fail(f"{value!r} is not a whole number in digits 0-9", param, ctx)
+        if number < self.min:
+            self.fail(f"{number} is not in the range x>={self.min}.", param, ctx)  # as click.IntRange says it
+        return number
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "INTEGER" if self.min == 0 else f"INTEGER>={self.min}"
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 

@@ -62,6 +62,12 @@ def reconcile_period(app: App, env: str, period: str, finalize: bool = False,
     return Reconciled(result, topic)
 
 
+def stored_period(app: App, env: str, period: str) -> dict:
+    """The period's invoices as last reconciled, as the JSON export holds them."""
+    with app.registry() as registry:
+        return stored_invoices(registry, env, period)
+
+
 def export_invoices(app: App, env: str, period: str, fmt: str) -> tuple[str, int]:
     """The period's invoices as last reconciled, as CSV or JSON text, and how many there are."""
     with app.registry() as registry:
