@@ -22,6 +22,7 @@ from privend import versions
 from privend.catalog import gpu_catalog
 from privend.errors import InputError
 from privend.files import read_text
+from privend.suggest import did_you_mean
 from privend.netplan import MAX_AZS, MAX_VPC_PREFIX, MIN_VPC_PREFIX
 from privend.settings import stacks_dir
 from privend.values import ENV_NAME_MAX, CapacityType
@@ -237,7 +238,7 @@ class EnvironmentConfig(_Model):
                 return pool
         raise InputError(
             f"pool {name!r} does not exist in env {self.environment} "
-            f"(pools: {', '.join(p.name for p in self.gpu_pools)})"
+            f"(pools: {', '.join(p.name for p in self.gpu_pools)}){did_you_mean(name, [p.name for p in self.gpu_pools])}"
         )
 
     def tags(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ import yaml
 
 from privend.config import EnvironmentConfig
 from privend.errors import InputError, PrivendError
-from privend.render import render_endpoint
+from privend.render import OFFLINE_PLACEHOLDERS, render_endpoint
 from privend.spec import EndpointSpec
 
 
@@ -30,13 +30,29 @@ def write_manifests(spec: EndpointSpec, cfg: EnvironmentConfig, out_dir: Path) -
     written: list[Path] = []
     for index, obj in enumerate(objects):
         path = out_dir / manifest_filename(index, obj)
+        text = yaml.safe_dump(obj, sort_keys=False)
         try:
-            _write_atomically(path, yaml.safe_dump(obj, sort_keys=False))
+            _write_atomically(path, placeholder_notice(text) + text)
         except OSError as exc:
             raise PrivendError(f"cannot write {path} ({exc.strerror or exc}); "
                                f"{len(written)} of {len(objects)} manifests written") from None
         written.append(path)
     return written
+
+
+def placeholders_in(text: str) -> list[str]:
+    """What offline placeholders `text` holds, as people call them."""
+    return [what for value, what in OFFLINE_PLACEHOLDERS.items() if value in text]
+
+
+def placeholder_notice(text: str) -> str:
+    """A comment for the top of a manifest that still holds offline placeholders, else ''."""
+    found = placeholders_in(text)
+    if not found:
+        return ""
+    verb = "is an offline placeholder" if len(found) == 1 else "are offline placeholders"
+    return (f"# NOT READY TO APPLY: {' and '.join(found)} in this file {verb}; the deployed\n"
+            "# endpoint stack has the real values (privend endpoint sync deploys it with them).\n")
 
 
 def _write_atomically(path: Path, text: str) -> None:

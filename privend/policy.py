@@ -80,6 +80,11 @@ def config_violations(env: str, stacks_dir: Path | None = None) -> list[Violatio
     return found
 
 
+def rules_checked() -> int:
+    """How many guardrails `evaluate` runs: every rule the pack config does not disable."""
+    return sum(level != "disabled" for level in enforcement_levels().values())
+
+
 def evaluate(plans: Iterable[StackPlan], cfg: EnvironmentConfig, include_config: bool = True,
              stacks_dir: Path | None = None) -> list[Violation]:
     plans = list(plans)

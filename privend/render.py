@@ -256,6 +256,7 @@ def deployment(ctx: RenderContext, with_hf_token: bool) -> dict:
                           "failureThreshold": 4, "timeoutSeconds": 5},
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "runAsUser": ENGINE_UID, "runAsGroup": ENGINE_UID,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": volume_mounts,
@@ -281,7 +282,8 @@ def deployment(ctx: RenderContext, with_hf_token: bool) -> dict:
     pod = {
         "serviceAccountName": ctx.names.service_account,
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": ENGINE_UID, "runAsGroup": ENGINE_UID,
+                            "fsGroup": ENGINE_UID,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "nodeSelector": node_selector,
         "tolerations": [t.toleration() for t in gpu_pool_taints(tenant)],
@@ -376,9 +378,20 @@ def target_group_binding(ctx: RenderContext, target_group_arn: str) -> dict:
     }
 
 
+# The engine's user and group, here and in images/*/Dockerfile: a high UID (at least 10000, checkov's
+# CKV_K8S_40) so that it never matches a user of the node, should a container ever escape.
+ENGINE_UID = 10001
+
+# What stands in, in objects rendered without a deployed stack, for values only AWS assigns.
+OFFLINE_TARGET_GROUP_ARN = "arn:aws:elasticloadbalancing:offline:target-group"
+OFFLINE_LB_ARN_SUFFIX = "net/offline/0"
+OFFLINE_PLACEHOLDERS = {OFFLINE_TARGET_GROUP_ARN: "the target group ARN",
+                        OFFLINE_LB_ARN_SUFFIX: "the load balancer dimension"}
+
+
 def render_endpoint(spec: EndpointSpec, cfg: EnvironmentConfig, *, with_hf_token: bool = True,
-                    target_group_arn: str = "arn:aws:elasticloadbalancing:offline:target-group",
-                    load_balancer_arn_suffix: str | None = "net/offline/0") -> list[dict]:
+                    target_group_arn: str = OFFLINE_TARGET_GROUP_ARN,
+                    load_balancer_arn_suffix: str | None = OFFLINE_LB_ARN_SUFFIX) -> list[dict]:
     """All Kubernetes objects of one endpoint, in apply order."""
     ctx = context(spec, cfg)
     hub = not spec.baked

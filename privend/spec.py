@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from privend.suggest import did_you_mean
 from privend.billing.plans import Plan, validate_plan_name
 from privend.catalog import model_catalog
 from privend.config import EnvironmentConfig
@@ -35,6 +36,8 @@ REVISION = re.compile(r"^[\w.-][\w./-]{0,99}$")
 QUANTIZATIONS = ("awq", "gptq", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "eetq", "fp8")
 MAX_REPLICAS = 64
 # A baked image: the engine with one model's weights built in, pinned by digest.
+# The subscription plan of an endpoint created without --plan (stacks/plans.yaml).
+DEFAULT_PLAN = "standard"
 BAKED_IMAGE = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 
 
@@ -82,7 +85,7 @@ class EndpointRequest(_Spec):
     pool: str | None = None
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
-    plan: str = "standard"
+    plan: str = DEFAULT_PLAN
     quantize: Literal[QUANTIZATIONS] | None = None  # type: ignore[valid-type]
     max_input_tokens: int | None = Field(default=None, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=2)
@@ -254,8 +257,10 @@ def size_endpoint(request: EndpointRequest, pool_cfg) -> ReplicaSize:
         if gpus is None or max_input is None or max_total is None:
             missing = [flag for flag, value in (("--gpus-per-replica", gpus), ("--max-input-tokens", max_input),
                                                ("--max-total-tokens", max_total)) if value is None]
+            hint = did_you_mean(request.model, model_catalog().models)
             raise InputError(
-                f"model {request.model!r} is not in the model catalog; give {', '.join(missing)} explicitly"
+                f"model {request.model!r} is not in the model catalog{hint or ''}"
+                f"{'' if hint else ';'} {'or ' if hint else ''}give {', '.join(missing)} explicitly"
             )
         return size_custom(gpus, max_input, max_total, pool_cfg.gpus_per_node_max, pool_cfg.name)
     size = size_replica(model, pool_cfg.gpu_memory_gib, pool_cfg.gpus_per_node_max, pool_cfg.name,

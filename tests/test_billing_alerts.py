@@ -290,3 +290,13 @@ def test_dynamodb_crash_at_any_call_of_a_reconcile_leaves_before_or_after_and_ne
     assert outcomes[0] == "before"
     assert outcomes[-1] == "after"
     assert outcomes == sorted(outcomes, key=["before", "after"].index)
+
+
+def test_a_hard_cap_reached_in_a_past_period_says_the_endpoint_was_not_suspended(fleet: Registry, plans) -> None:
+    result = run(fleet, plans, now=utc(2025, 4, 20))  # March reconciled in April
+
+    cap = next(a for a in result.new_alerts if a.kind == "overage_cap" and a.endpoint == "batch")
+    assert "it is suspended" not in cap.message
+    assert cap.message.endswith("the period was over when it was reconciled, so it was not suspended (hard cap)")
+    assert result.suspended == []
+    assert fleet.get_endpoint(ENV, "batch").status != "suspended"

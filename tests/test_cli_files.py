@@ -154,7 +154,7 @@ def test_export_manifests_to_a_read_only_directory_leaves_no_partial_file(world,
 def test_billing_export_to_a_path_that_cannot_be_written_is_one_line_exit_2(world, tmp_path):
     ok("billing", "reconcile", "--period", "2025-03")
     target = tmp_path / "missing-dir" / "invoices.json"
-    result = run("billing", "export", "--period", "2025-03", "--output", str(target))
+    result = run("billing", "export", "--period", "2025-03", "--format", "json", "--output", str(target))
     assert_one_line_error(result, 2, f"--output {target} cannot be written")
     assert not target.parent.exists()
 

@@ -20,7 +20,8 @@ def test_dockerfile_base_is_the_catalog_pin(engine):
 @pytest.mark.parametrize("engine", ["tgi", "vllm"])
 def test_dockerfile_runs_as_non_root_and_bakes_weights_only_on_request(engine):
     text = (IMAGES / engine / "Dockerfile").read_text()
-    assert re.search(r"^USER 1000:1000$", text, re.MULTILINE)
+    assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
+    assert "--uid 10001 " in text and "--gid 10001 " in text
     assert 'if [ -n "$MODEL_ID" ]' in text
     assert "--mount=type=secret,id=hf_token" in text
     assert "ARG HF_TOKEN" not in text
@@ -28,3 +29,25 @@ def test_dockerfile_runs_as_non_root_and_bakes_weights_only_on_request(engine):
 
 def test_tgi_bakes_weights_with_the_servers_own_downloader():
     assert "text-generation-server download-weights" in (IMAGES / "tgi" / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("engine", ["tgi", "vllm"])
+def test_the_engine_runs_as_the_same_high_uid_in_the_image_and_the_pod(engine):
+    """checkov CKV_K8S_40: containers run as a UID of at least 10000, so none matches a user of the node."""
+    from privend.config import load_environment
+    from privend.render import ENGINE_UID, render_endpoint
+    from privend.spec import build_spec, validate_request, validate_tenant
+
+    cfg = load_environment("dev")
+    tenant = validate_tenant(name="acme", aws_account="111122223333")
+    spec = build_spec(validate_request(name="chat", tenant="acme", model="meta-llama/Llama-3.1-8B-Instruct",
+                                       engine=engine, pool=cfg.gpu_pools[0].name), tenant, cfg)
+    [deployment] = [o for o in render_endpoint(spec, cfg) if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert ENGINE_UID >= 10000
+    assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["runAsGroup"] == ENGINE_UID
+    for container in pod["containers"]:
+        assert container["securityContext"]["runAsUser"] >= 10000
+        assert container["securityContext"]["runAsGroup"] >= 10000
+    text = (IMAGES / engine / "Dockerfile").read_text()
+    assert f"USER {ENGINE_UID}:{ENGINE_UID}" in text

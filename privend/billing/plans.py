@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from privend.config import stacks_dir
 from privend.errors import InputError
 from privend.files import read_text
+from privend.suggest import did_you_mean
 
 PLANS_ENV = "PRIVEND_PLANS"
 
@@ -121,7 +122,8 @@ def get_plan(name: str, plans: Mapping[str, Plan] | None = None) -> Plan:
     try:
         return catalog[name]
     except KeyError:
-        raise InputError(f"unknown plan {name!r} (plans: {', '.join(sorted(catalog))})") from None
+        raise InputError(f"unknown plan {name!r} (plans: {', '.join(sorted(catalog))})"
+                         f"{did_you_mean(name, catalog)}") from None
 
 
 def validate_plan_name(name: str, plans: Mapping[str, Plan] | None = None) -> str:

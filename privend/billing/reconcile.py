@@ -213,7 +213,7 @@ def _alerts(period: str, windows: list[Window], rated: list[Rated], now: datetim
         entry["usage"] += rating.usage
         entry["plan"] = window.plan.name
         if rating.cap_reached:
-            entry["capped"].append(window.plan)
+            entry["capped"].append(window)
     alerts = []
     for endpoint, entry in sorted(per_endpoint.items()):
         included, used, tenant = entry["included"], entry["usage"], entry["tenant"]
@@ -224,8 +224,15 @@ def _alerts(period: str, windows: list[Window], rated: list[Rated], now: datetim
                                     f"endpoint '{endpoint}' of tenant '{tenant}' used {percent}% of its included "
                                     f"tokens in {period}: {used:,} of {included:,}", now, details))
         if entry["capped"]:
-            plan = entry["capped"][-1]
-            consequence = "it is suspended (hard cap)" if plan.cap == "hard" else "it keeps serving (soft cap)"
+            capped = entry["capped"][-1]
+            plan = capped.plan
+            if plan.cap != "hard":
+                consequence = "it keeps serving (soft cap)"
+            elif capped.end_us > to_us(now):
+                consequence = "it is suspended (hard cap)"
+            else:
+                # Reconciled after the plan's time in the period ended: there is nothing left to suspend.
+                consequence = "the period was over when it was reconciled, so it was not suspended (hard cap)"
             alerts.append(Alert(period, endpoint, "overage_cap", tenant,
                                 f"endpoint '{endpoint}' of tenant '{tenant}' reached the overage protection of "
                                 f"plan '{plan.name}' in {period}; {consequence}", now,

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from privend.suggest import did_you_mean
 from privend.errors import InputError
 
 CATALOG_DIR = Path(__file__).parent
@@ -165,7 +166,7 @@ class ModelCatalog(_CatalogModel):
         except KeyError:
             raise InputError(
                 f"model {model_id!r} is not in the model catalog "
-                f"(known: {', '.join(sorted(self.models))})"
+                f"(known: {', '.join(sorted(self.models))}){did_you_mean(model_id, self.models)}"
             ) from None
 
 

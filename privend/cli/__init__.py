@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "Plan a sample environment end to end, offline: tenants, endpoints, plan, guardrails, capacity."),
     "usage": ("privend.cli.usage", "usage", "Metered token usage: import, pull from CloudWatch, quarantine."),
     "billing": ("privend.cli.billing", "billing", "Invoices, alerts and hard caps from metered usage."),
+    "catalog": ("privend.cli.catalog", "catalog",
+                "Models, GPU instance types, subscription plans and an environment's GPU pools."),
 }
 
 
@@ -85,6 +87,19 @@ def _short_help(name: str, limit: int) -> str:
     return click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)
 
 
+def _suggestion(ctx: click.Context, exc: PrivendError) -> str:
+    """A close match for a tenant or endpoint that was not found, from the registry the command used."""
+    kind, env, name = (getattr(exc, attr, None) for attr in ("kind", "env", "name"))
+    if kind is None or env is None or name is None:
+        return ""
+    from privend.service.tenants import close_name
+
+    try:
+        return close_name(ctx.find_root().obj, kind, env, name)
+    except PrivendError:
+        return ""
+
+
 class PrivendGroup(click.Group):
     """Loads its commands on demand, and turns PrivendError into one line and its exit code, never a traceback."""
 
@@ -112,7 +127,7 @@ class PrivendGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PrivendError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {exc}{_suggestion(ctx, exc)}", err=True)
             sys.exit(exc.exit_code)
         except Exception as exc:
             # AWS set-up problems (no region, no credentials, no network) are the
@@ -128,7 +143,7 @@ class PrivendGroup(click.Group):
             raise
 
 
-@click.group(cls=PrivendGroup)
+@click.group(cls=PrivendGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="private-endpoint")
 @click.pass_context
 def main(ctx: click.Context) -> None:

@@ -36,6 +36,8 @@ def reconcile_(app: App, period, finalize, topic_arn, env, fmt) -> None:
     click.echo(result.message)
     for alert in result.new_alerts:
         click.echo(f"alert: {alert.message}")
+    if result.new_alerts and not topic:
+        click.echo(f"alerts recorded, not published: {billing_service.NO_TOPIC}")
     for name in result.suspended:
         click.echo(f"suspended endpoint '{name}' (hard cap): the next `privend endpoint sync --env {env}` "
                    "scales it to zero")
@@ -55,17 +57,23 @@ def _invoice_tables(data: dict) -> None:
                 for line in invoice["lines"]]
         rows.append(("", "total", "", "", invoice["total"]))
         emit_table(f"invoice {invoice['tenant']} {data['period']} ({state}, {invoice['currency']})",
-                   ["endpoint", "kind", "plan", "quantity", "amount"], rows)
+                   ["endpoint", "kind", "plan", "quantity", "amount"], rows, drop=["plan", "quantity"])
 
 
 @billing.command("export")
 @click.option("--period", required=True, help="YYYY-MM.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="table for people, json for machines, csv for spreadsheets.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
 @env_option
 @pass_app
 def export(app: App, period, fmt, output, env) -> None:
     """Write the period's invoices (as last reconciled) for finance."""
+    if fmt == "table":
+        if output:
+            raise click.UsageError("--output writes json or csv: give --format json or --format csv")
+        _invoice_tables(billing_service.stored_period(app, env, period))
+        return
     text, count = billing_service.export_invoices(app, env, period, fmt)
     if output:
         try:
@@ -85,13 +93,19 @@ def export(app: App, period, fmt, output, env) -> None:
 @pass_app
 def alerts(app: App, period, env, fmt) -> None:
     """List the period's alerts (each fires once) and whether they were published."""
-    entries = billing_service.list_alerts(app, env, period)
+    listed = billing_service.list_alerts(app, env, period)
+    entries, reason = listed.alerts, listed.unpublished_reason
     if fmt == "json":
         emit_json([{"period": a.period, "tenant": a.tenant, "endpoint": a.endpoint, "kind": a.kind,
                     "message": a.message, "created_at": a.created_at.isoformat(),
-                    "published_at": a.published_at.isoformat() if a.published_at else None} for a in entries])
+                    "published_at": a.published_at.isoformat() if a.published_at else None,
+                    "not_published_because": None if a.published_at else reason} for a in entries])
         return
     emit_table(f"alerts {period} in {env}", ["endpoint", "tenant", "kind", "created", "published", "message"],
                [(a.endpoint, a.tenant, a.kind, a.created_at.isoformat(timespec="seconds"),
                  a.published_at.isoformat(timespec="seconds") if a.published_at else "no", a.message)
-                for a in entries])
+                for a in entries],
+               drop=["created", "tenant"])
+    waiting = sum(a.published_at is None for a in entries)
+    if waiting:
+        click.echo(f"{waiting} alert(s) not published: {reason}")

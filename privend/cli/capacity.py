@@ -55,7 +55,9 @@ def plan(app: App, env, fmt) -> None:
     render_capacity(capacity_service.plan_capacity(app, env), fmt)
 
 
-def render_capacity(report: capacity_service.CapacityReport, fmt: str) -> None:
+def render_capacity(report: capacity_service.CapacityReport, fmt: str, detail: bool = True) -> None:
+    """The capacity plan and its costs; without `detail` (the demo's summary) the per-replica placements
+    and the list of assumptions are left out."""
     env, capacity_plan, fits, estimate = report.env, report.plan, report.fits, report.estimate
 
     if fmt == "json":
@@ -90,18 +92,22 @@ def render_capacity(report: capacity_service.CapacityReport, fmt: str) -> None:
         ))
     emit_table(f"capacity plan of env {env}: GPU nodes per pool",
                ["pool", "min..max", "nodes at min", "nodes at max", "GPU use min / max", "lower bound min / max",
-                "gap min / max", "fits maxSize"], rows)
+                "gap min / max", "fits maxSize"], rows,
+               drop=["gap min / max", "lower bound min / max", "GPU use min / max", "min..max"])
     click.echo("min..max: the pool's configured minSize..maxSize; lower bound: fewest nodes any placement needs; "
                "gap: the plan's hourly price over the lowest price any placement could reach (a proven bound). "
                "GPUs are never shared; dedicated-tier tenants get nodes of their own.")
 
     if capacity_plan.demands:
-        emit_table("where replicas land (r<replica> #<node> <type> GPU <indices>)",
-                   ["endpoint", "tenant", "pool", "tier", "GPUs/replica", "replicas", "at min scale", "at max scale"],
-                   [(d.endpoint, d.tenant, d.pool, d.tier, d.gpus_per_replica, f"{d.min_replicas}..{d.max_replicas}",
-                     where(placed["min"]), where(placed["max"]))
-                    for d in capacity_plan.demands
-                    for placed in [capacity_plan.placements_for(d.endpoint)]])
+        if detail:
+            emit_table("where replicas land (r<replica> #<node> <type> GPU <indices>)",
+                       ["endpoint", "tenant", "pool", "tier", "GPUs/replica", "replicas", "at min scale",
+                        "at max scale"],
+                       [(d.endpoint, d.tenant, d.pool, d.tier, d.gpus_per_replica,
+                         f"{d.min_replicas}..{d.max_replicas}", where(placed["min"]), where(placed["max"]))
+                        for d in capacity_plan.demands
+                        for placed in [capacity_plan.placements_for(d.endpoint)]],
+                       drop=["tier", "GPUs/replica", "tenant", "pool", "replicas"])
         emit_table(f"monthly cost estimate per endpoint, USD (prices read {estimate.prices_read_on})",
                    ["endpoint", "pool", "GPUs at min", "pooled compute", "NLB", "PrivateLink", "pooled total",
                     "dedicated baseline", "baseline total", "pooled saves"],
@@ -109,17 +115,22 @@ def render_capacity(report: capacity_service.CapacityReport, fmt: str) -> None:
                      money(c.nlb_monthly), money(c.privatelink_monthly), money(c.total_monthly),
                      f"{c.baseline_instances}x {c.baseline_instance_type}", money(c.baseline_total_monthly),
                      money(c.savings_monthly))
-                    for c in estimate.endpoints])
+                    for c in estimate.endpoints],
+                   drop=["pooled compute", "NLB", "PrivateLink", "GPUs at min", "dedicated baseline", "pool"])
     else:
         click.echo(f"no endpoints registered in env {env}: every pool needs 0 nodes (beyond its minSize)")
     emit_table("monthly cost per pool at min scale, USD",
                ["pool", "capacity", "nodes", "floor nodes (minSize)", "monthly", "not attributed to an endpoint"],
                [(p.pool, p.capacity_type, p.nodes, p.floor_nodes, money(p.monthly), money(p.unattributed_monthly))
-                for p in estimate.pools])
+                for p in estimate.pools],
+               drop=["floor nodes (minSize)", "capacity"])
     saving = (f"pooled is {percent(estimate.savings_fraction)} cheaper" if estimate.savings_fraction >= 0
               else f"pooled is {percent(-estimate.savings_fraction)} dearer")
     click.echo(f"env {env}: pooled {money(estimate.pooled_monthly)} / month, dedicated baseline "
                f"{money(estimate.baseline_monthly)} / month: {saving} (prices read {estimate.prices_read_on})")
+    if not detail:
+        click.echo("(`privend capacity plan` shows where each replica lands and the assumptions)")
+        return
     click.echo("assumptions:")
     for assumption in estimate.assumptions:
         click.echo(f"  - {assumption}")

@@ -47,8 +47,9 @@ def _step(title: str) -> None:
 @env_option
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path),
               help="Registry directory to use (default: a temporary one, removed afterwards).")
+@click.option("--verbose", is_flag=True, help="Show every stack's full resource tree, not one summary per stack.")
 @pass_app
-def demo(app: App, env: str, home: Path | None) -> None:
+def demo(app: App, env: str, home: Path | None, verbose: bool) -> None:
     """Plan a sample environment end to end, offline: tenants, endpoints, plan, guardrails, capacity."""
     with tempfile.TemporaryDirectory(prefix="privend-demo-") as scratch:
         sample = App(app.settings.replace(home=home or Path(scratch), registry_url=None))
@@ -59,13 +60,21 @@ def demo(app: App, env: str, home: Path | None) -> None:
         for name, tenant, changes in SAMPLE_ENDPOINTS:
             created = endpoints.create_endpoint(sample, endpoints.CreateEndpoint(
                 env=env, name=name, tenant=tenant, changes=changes, deploy=False, check_quota=False))
-            render_endpoint(created)
-            click.echo(created.deployment.message)
+            render_endpoint(created, costs=verbose)  # says it was recorded, not deployed
         render_list(endpoints.list_endpoints(sample, env), env, "table")
         _step("offline plan of the platform stack and every endpoint stack, with the guardrails")
         planned = stacks.plan_environment(sample, env)
-        render_plan(planned, "table")
+        render_plan(planned, "table", verbose=verbose)
         _step("capacity and cost")
-        render_capacity(capacity.plan_capacity(sample, env), "table")
+        render_capacity(capacity.plan_capacity(sample, env), "table", detail=verbose)
         _step("what the customer of endpoint 'chat' needs")
-        click.echo(endpoints.connect_info(sample, env, "chat"), nl=False)
+        info = endpoints.connect_info(sample, env, "chat")
+        click.echo(info if verbose else _cli_recipe_only(info), nl=False)
+
+
+def _cli_recipe_only(info: str) -> str:
+    """connect-info without its Terraform and Pulumi recipes (sections 2 and 3), which say the same again."""
+    sections = info.split("\n## ")
+    kept = [s for s in sections if not s.startswith(("2. ", "3. "))]
+    note = "(`privend endpoint connect-info chat` also prints the Terraform and Pulumi recipes)\n"
+    return "\n## ".join(kept) + ("" if len(kept) == len(sections) else note)

@@ -8,28 +8,36 @@ import click
 from rich.progress import Progress
 
 from privend.cli import env_option, format_option, pass_app
-from privend.cli.render import emit_json, emit_table, parse_time
+from privend.cli.render import Count, emit_json, emit_table, parse_time
 from privend.cost import SPOT_PRICE_FACTOR
 from privend.errors import PrivendError
 from privend.service import endpoints, keys
 from privend.service.app import App
 from privend.service.endpoints import Deployment, EndpointView, SpecChanges
-from privend.spec import QUANTIZATIONS, parse_replicas
+from privend.spec import DEFAULT_PLAN, QUANTIZATIONS, parse_replicas
 from privend.values import ENGINES
 
 
-def _spec_options(func):
+def _spec_options(func=None, *, model_required: bool = False):
+    if func is None:
+        return lambda f: _spec_options(f, model_required=model_required)
     options = [
-        click.option("--model", help="Hugging Face hub id, org/name."),
+        click.option("--model", required=model_required,
+                     help="Hugging Face hub id, org/name (`privend catalog models` lists the sized ones)."),
         click.option("--revision", help="Model revision: commit sha, branch or tag (default main)."),
         click.option("--engine", type=click.Choice(ENGINES), help="Inference engine (default tgi)."),
         click.option("--pool", help="GPU pool of the environment (default: its first pool)."),
         click.option("--replicas", help="MIN or MIN:MAX replicas (MIN 0 = scale to zero)."),
-        click.option("--plan", "plan_name", help="Subscription plan."),
-        click.option("--quantize", type=click.Choice(QUANTIZATIONS)),
-        click.option("--max-input-tokens", type=int),
-        click.option("--max-total-tokens", type=int),
-        click.option("--gpus-per-replica", type=int, help="Required for models outside the catalog."),
+        click.option("--plan", "plan_name",
+                     help=f"Subscription plan from the plans catalog (`privend catalog plans`); "
+                          f"endpoint create defaults to {DEFAULT_PLAN}."),
+        click.option("--quantize", type=click.Choice(QUANTIZATIONS),
+                     help="Quantize the weights at load time (fewer GPUs; default: the model's dtype)."),
+        click.option("--max-input-tokens", type=Count(min=1),
+                     help="Longest prompt accepted, in tokens (default: from the model catalog)."),
+        click.option("--max-total-tokens", type=Count(min=2),
+                     help="Longest prompt plus generated tokens (default: from the model catalog)."),
+        click.option("--gpus-per-replica", type=Count(min=1), help="Required for models outside the catalog."),
         click.option("--image", help="'stock' (default), or a baked image with the weights built in, "
                                      "pinned by digest: registry/repo@sha256:<digest> (see images/)."),
         click.option("--no-deploy", is_flag=True, help="Record the change only; `endpoint sync` deploys it."),
@@ -59,6 +67,26 @@ def _endpoint_json(view: EndpointView) -> dict:
         "spec_hash": e.spec_hash, "deployed_hash": e.deployed_hash, "in_sync": e.spec_hash == e.deployed_hash,
         "updated_at": e.updated_at.isoformat(), "version": e.version,
     }
+
+
+def _record_json(e) -> dict:
+    """The stable fields of an endpoint record, for commands that changed it."""
+    return {"name": e.name, "env": e.env, "tenant": e.tenant, "status": e.status,
+            "status_message": e.status_message, "spec_hash": e.spec_hash, "deployed_hash": e.deployed_hash,
+            "in_sync": e.spec_hash == e.deployed_hash, "updated_at": e.updated_at.isoformat(), "version": e.version}
+
+
+def _deployment_json(deployment: Deployment | None) -> dict | None:
+    if deployment is None:
+        return None
+    return {"deployed": deployment.deployed, "ok": deployment.ok, "message": deployment.message}
+
+
+def _emit_change(data: dict, deployment: Deployment | None) -> None:
+    """JSON of a change, then exit 1 (one line on stderr) when its deploy failed: the record stays for sync."""
+    emit_json({**data, "deployment": _deployment_json(deployment)})
+    if deployment is not None and not deployment.ok:
+        raise PrivendError(deployment.message)
 
 
 def _report(deployment: Deployment | None) -> None:
@@ -91,39 +119,55 @@ def _cost_lines(admission) -> list[str]:
 
 @endpoint.command("create")
 @click.argument("name")
-@click.option("--tenant", required=True)
+@click.option("--tenant", required=True, help="The tenant (customer) the endpoint belongs to.")
 @click.option("--start", help="Subscription start, ISO 8601 with offset (default now).")
 @click.option("--strict-quota", is_flag=True,
               help="Refuse (exit 1) when the endpoint would exceed an EC2 vCPU quota or quotas cannot be checked.")
-@_spec_options
+@_spec_options(model_required=True)
 @env_option
+@format_option
 @pass_app
-def create(app: App, name, tenant, start, strict_quota, no_deploy, env, **options) -> None:
+def create(app: App, name, tenant, start, strict_quota, no_deploy, env, fmt, **options) -> None:
     """Create an endpoint for a tenant.
 
     Refused (exit 2) when its pool cannot hold it at maximum scale within
     maxSize. With AWS credentials, warns when it would exceed an EC2 vCPU quota
     (refuses, exit 1, with --strict-quota).
     """
-    if options["model"] is None:
-        raise click.UsageError("Missing option '--model'.")
     changes = _changes(**options)
     start_at = parse_time(start, "--start")
     created = endpoints.create_endpoint(app, endpoints.CreateEndpoint(
         env=env, name=name, tenant=tenant, changes=changes, start=start_at, strict_quota=strict_quota,
         deploy=not no_deploy))
+    if fmt == "json":
+        if created.quota_notice:
+            click.echo(created.quota_notice, err=True)
+        _emit_change({**_endpoint_json(EndpointView(created.endpoint, created.spec)),
+                      "cost": _cost_json(created.admission)}, created.deployment)
+        return
     render_created(created)
 
 
-def render_created(created: endpoints.CreatedEndpoint) -> None:
+def _cost_json(admission) -> dict | None:
+    if admission is None:
+        return None
+    c = admission.cost
+    return {"prices_read_on": str(c.prices_read_on), "pooled_monthly": str(c.total_monthly),
+            "compute_monthly": str(c.compute_monthly), "nlb_monthly": str(c.nlb_monthly),
+            "privatelink_monthly": str(c.privatelink_monthly), "dedicated_monthly": str(c.baseline_total_monthly)}
+
+
+def render_created(created: endpoints.CreatedEndpoint, costs: bool = True) -> None:
     spec = created.spec
     click.echo(
         f"created endpoint '{spec.name}' for tenant '{spec.tenant}' in env {spec.env}: {spec.model} on pool {spec.pool}, "
         f"{spec.gpus_per_replica} GPU(s) per replica, replicas {spec.min_replicas}..{spec.max_replicas}, "
         f"tokens {spec.max_input_tokens} in / {spec.max_total_tokens} total"
     )
-    for line in _cost_lines(created.admission) if created.admission else []:
+    for line in _cost_lines(created.admission) if created.admission and costs else []:
         click.echo(line)
+    click.echo(f"subscribed to plan '{spec.plan}'" + (" (the default; --plan chooses another)"
+                                                      if spec.plan == DEFAULT_PLAN else ""))
     if created.quota_notice:
         click.echo(created.quota_notice, err=True)
     _report(created.deployment)
@@ -134,8 +178,9 @@ def render_created(created: endpoints.CreatedEndpoint) -> None:
 @click.option("--effective", help="When a plan change takes effect, ISO 8601 with offset (default now).")
 @_spec_options
 @env_option
+@format_option
 @pass_app
-def update(app: App, name, effective, no_deploy, env, **options) -> None:
+def update(app: App, name, effective, no_deploy, env, fmt, **options) -> None:
     """Change an endpoint's spec or plan.
 
     Refused (exit 2, nothing recorded) when the change asks more of the GPU pool
@@ -150,6 +195,9 @@ def update(app: App, name, effective, no_deploy, env, **options) -> None:
         raise click.UsageError("--effective dates a plan change: give --plan as well")
     updated = endpoints.update_endpoint(app, endpoints.UpdateEndpoint(
         env=env, name=name, changes=changes, effective=at, deploy=not no_deploy))
+    if fmt == "json":
+        _emit_change({**_record_json(updated.endpoint), "changed": updated.changed}, updated.deployment)
+        return
     if not updated.changed:
         click.echo(f"endpoint '{name}' unchanged")
         return
@@ -159,11 +207,12 @@ def update(app: App, name, effective, no_deploy, env, **options) -> None:
 
 @endpoint.command("scale")
 @click.argument("name")
-@click.option("--replicas", required=True, help="MIN or MIN:MAX.")
-@click.option("--no-deploy", is_flag=True)
+@click.option("--replicas", required=True, help="MIN or MIN:MAX replicas (MIN 0 = scale to zero).")
+@click.option("--no-deploy", is_flag=True, help="Record the change only; `endpoint sync` deploys it.")
 @env_option
+@format_option
 @pass_app
-def scale(app: App, name, replicas, no_deploy, env) -> None:
+def scale(app: App, name, replicas, no_deploy, env, fmt) -> None:
     """Change an endpoint's replica bounds.
 
     Refused (exit 2, nothing recorded) when a higher MAX does not fit the
@@ -171,6 +220,10 @@ def scale(app: App, name, replicas, no_deploy, env) -> None:
     """
     low, high = parse_replicas(replicas)
     scaled = endpoints.scale_endpoint(app, env, name, low, high, deploy=not no_deploy)
+    if fmt == "json":
+        _emit_change({**_record_json(scaled.endpoint), "changed": scaled.changed,
+                      "replicas": {"min": low, "max": high}}, scaled.deployment)
+        return
     click.echo(f"scaled endpoint '{name}' to {low}..{high} replicas")
     _report(scaled.deployment)
 
@@ -181,8 +234,9 @@ def scale(app: App, name, replicas, no_deploy, env) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-deploy", is_flag=True, help="Only mark for deletion; `endpoint sync` destroys the stack.")
 @env_option
+@format_option
 @pass_app
-def delete(app: App, name, effective, yes, no_deploy, env) -> None:
+def delete(app: App, name, effective, yes, no_deploy, env, fmt) -> None:
     """Delete an endpoint: end its subscription and destroy its stack."""
     at = parse_time(effective, "--effective")
 
@@ -193,12 +247,15 @@ def delete(app: App, name, effective, yes, no_deploy, env) -> None:
 
     deleted = endpoints.delete_endpoint(app, endpoints.DeleteEndpoint(
         env=env, name=name, effective=at, deploy=not no_deploy), confirm=confirm)
+    if fmt == "json":
+        _emit_change(_record_json(deleted.endpoint), deleted.deployment)
+        return
     click.echo(f"endpoint '{name}' marked for deletion")
     _report(deleted.deployment)
 
 
 @endpoint.command("list")
-@click.option("--tenant")
+@click.option("--tenant", help="Only this tenant's endpoints.")
 @env_option
 @format_option
 @pass_app
@@ -215,7 +272,8 @@ def render_list(views: list[EndpointView], env: str, fmt: str) -> None:
                [(v.endpoint.name, v.endpoint.tenant, v.spec.model, v.spec.pool,
                  f"{v.spec.min_replicas}..{v.spec.max_replicas}", v.spec.gpus_per_replica, v.endpoint.status,
                  "yes" if v.endpoint.spec_hash == v.endpoint.deployed_hash else "no")
-                for v in views])
+                for v in views],
+               drop=["gpus/replica", "in sync", "pool", "replicas"])
 
 
 @endpoint.command("show")
@@ -239,18 +297,24 @@ def show(app: App, name, env, fmt) -> None:
 
 
 @endpoint.command("sync")
-@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="Stacks deployed at once.")
+@click.option("--parallel", type=Count(min=1), default=4, show_default=True, help="Stacks deployed at once.")
 @env_option
 @format_option
 @pass_app
 def sync_(app: App, parallel, env, fmt) -> None:
     """Deploy every endpoint whose spec differs from what was last deployed."""
-    with Progress(transient=True, disable=fmt == "json" or not sys.stdout.isatty()) as progress:
-        task = progress.add_task(f"syncing endpoints in env {env}", total=None)
-        report = endpoints.sync_endpoints(
-            app, env, parallel,
-            on_start=lambda total: progress.update(task, total=total, description=f"syncing {total} endpoint(s)"),
-            on_done=lambda _r: progress.advance(task))
+    try:
+        with Progress(transient=True, disable=fmt == "json" or not sys.stdout.isatty()) as progress:
+            task = progress.add_task(f"syncing endpoints in env {env}", total=None)
+            report = endpoints.sync_endpoints(
+                app, env, parallel,
+                on_start=lambda total: progress.update(task, total=total,
+                                                       description=f"syncing {total} endpoint(s)"),
+                on_done=lambda _r: progress.advance(task))
+    except PrivendError as exc:
+        if fmt == "json":  # a pipeline reading stdout still gets JSON; the line on stderr and the exit code follow
+            emit_json({"env": env, "ok": False, "error": str(exc), "results": []})
+        raise
     if not report.results:
         if fmt == "json":
             emit_json({"env": env, "results": [], "ok": True})
@@ -269,10 +333,18 @@ def sync_(app: App, parallel, env, fmt) -> None:
 @endpoint.command("connect-info")
 @click.argument("name")
 @env_option
+@format_option
 @pass_app
-def connect_info(app: App, name, env) -> None:
+def connect_info(app: App, name, env, fmt) -> None:
     """What the customer needs to connect over PrivateLink."""
-    click.echo(endpoints.connect_info(app, env, name), nl=False)
+    info = endpoints.connect_details(app, env, name)
+    if fmt == "json":
+        spec = info.spec
+        emit_json({"endpoint": spec.name, "env": spec.env, "tenant": spec.tenant, "model": spec.model,
+                   "engine": spec.engine, "region": info.region, "service_name": info.service_name,
+                   "allowed_principals": list(spec.allowed_principals), "instructions": info.text})
+        return
+    click.echo(info.text, nl=False)
 
 
 @endpoint.group("key")

@@ -17,11 +17,16 @@ def export() -> None:
 
 
 @export.command("manifests")
-@click.option("--endpoint", required=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--endpoint", required=True, help="The endpoint whose objects to write.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write the YAML files to (created if missing).")
 @env_option
 @pass_app
 def manifests(app: App, endpoint, out_dir, env) -> None:
     """Write the endpoint's Kubernetes objects, one YAML file each (Secrets without values)."""
-    written = stacks.export_manifests(app, env, endpoint, out_dir)
-    click.echo(f"wrote {len(written)} manifests for endpoint '{endpoint}' to {out_dir}")
+    exported = stacks.export_manifests(app, env, endpoint, out_dir)
+    click.echo(f"wrote {len(exported.written)} manifests for endpoint '{endpoint}' to {out_dir}")
+    if exported.with_placeholders:
+        names = ", ".join(p.name for p in exported.with_placeholders)
+        click.echo(f"warning: {names} hold offline placeholders (target group ARN, load balancer dimension), "
+                   "marked at the top of each file: not ready to apply", err=True)

@@ -43,7 +43,8 @@ def check(app: App, env, fmt, request_increase) -> None:
         emit_table(f"EC2 vCPU quotas for env {env} ({cfg.region}), every pool at maxSize",
                    ["quota code", "quota", "pools", "vCPUs needed", "quota value", "in use", "shortfall", "verdict"],
                    [(v.quota_code, v.quota_name, ", ".join(v.pools), v.vcpus_needed, f"{v.quota} ({v.quota_source})",
-                     v.usage, v.shortfall, v.status) for v in verdicts])
+                     v.usage, v.shortfall, v.status) for v in verdicts],
+                   drop=["quota", "pools", "in use"])
         click.echo("needed: " + "; ".join(f"pool {b.pool} {b.max_size}x {b.instance_type} ({b.capacity_type}) = "
                                           f"{b.vcpus} vCPUs on {b.quota_code}" for b in basis))
         for v in verdicts:

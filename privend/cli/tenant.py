@@ -28,14 +28,19 @@ def tenant() -> None:
 @click.option("--principal", "principals", multiple=True,
               help="IAM ARN (root, role or user) of that account allowed to connect; repeatable. Default: the account root.")
 @click.option("--billing-timezone", default="UTC", show_default=True, help="IANA timezone of the billing month.")
-@click.option("--tier", type=click.Choice(TIERS), default="shared", show_default=True)
+@click.option("--tier", type=click.Choice(TIERS), default="shared", show_default=True,
+              help="shared: GPU pools with other tenants (never a shared GPU); dedicated: nodes of its own.")
 @env_option
+@format_option
 @pass_app
-def create(app: App, name, aws_account, principals, billing_timezone, tier, env) -> None:
+def create(app: App, name, aws_account, principals, billing_timezone, tier, env, fmt) -> None:
     """Register a tenant."""
     created = tenants.create_tenant(app, tenants.CreateTenant(
         env=env, name=name, aws_account=aws_account, principals=tuple(principals),
         billing_timezone=billing_timezone, tier=tier))
+    if fmt == "json":
+        emit_json(_tenant_json(created))
+        return
     render_created(created)
 
 
@@ -56,7 +61,8 @@ def list_(app: App, env, fmt) -> None:
     else:
         emit_table(f"tenants in {env}", ["name", "aws account", "tier", "billing timezone", "principals"],
                    [(t.name, t.aws_account, t.tier, t.billing_timezone, len(t.principals) or "account root")
-                    for t in found])
+                    for t in found],
+                   drop=["principals", "billing timezone"])
 
 
 @tenant.command("show")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from privend.cli import env_option, format_option, pass_app
-from privend.cli.render import emit_json, emit_table
+from privend.cli.render import Count, emit_json, emit_table
 from privend.errors import InputError
 from privend.service import billing
 from privend.service.app import App
@@ -75,7 +75,7 @@ def import_(app: App, source, env, fmt) -> None:
 
 @usage.command("pull")
 @click.option("--period", required=True, help="YYYY-MM.")
-@click.option("--settle-minutes", type=click.IntRange(min=0), default=60, show_default=True,
+@click.option("--settle-minutes", type=Count(min=0), default=60, show_default=True,
               help="Only hours that ended at least this long ago (CloudWatch data still arrives before).")
 @click.option("--region", help="AWS region of the CloudWatch metrics (default: the AWS configuration).")
 @env_option
@@ -105,4 +105,5 @@ def quarantine(app: App, env, fmt) -> None:
         return
     emit_table(f"quarantined usage in {env}", ["when", "reason", "id", "endpoint", "detail"],
                [(q.quarantined_at.isoformat(timespec="seconds"), q.reason, q.event_id, q.endpoint, q.detail)
-                for q in records])
+                for q in records],
+               drop=["when", "detail"])

@@ -14,6 +14,10 @@ from privend.errors import InputError, PrivendError
 class NotFound(InputError):
     """A tenant or endpoint named by the operator does not exist (exit code 2)."""
 
+    def __init__(self, message: str, kind: str | None = None, env: str | None = None, name: str | None = None):
+        super().__init__(message)
+        self.kind, self.env, self.name = kind, env, name
+
 
 class ConflictError(PrivendError):
     """A record changed between the read and the write: read it again and retry (exit code 1)."""
@@ -24,7 +28,7 @@ def tenant_exists(env: str, name: str) -> InputError:
 
 
 def tenant_not_found(env: str, name: str) -> NotFound:
-    return NotFound(f"tenant '{name}' not found in env {env}")
+    return NotFound(f"tenant '{name}' not found in env {env}", kind="tenant", env=env, name=name)
 
 
 def tenant_has_endpoints(env: str, name: str, endpoints: Sequence[str]) -> InputError:
@@ -39,7 +43,7 @@ def endpoint_exists(env: str, name: str) -> InputError:
 
 
 def endpoint_not_found(env: str, name: str) -> NotFound:
-    return NotFound(f"endpoint '{name}' not found in env {env}")
+    return NotFound(f"endpoint '{name}' not found in env {env}", kind="endpoint", env=env, name=name)
 
 
 def version_conflict(env: str, name: str, expected: int, actual: int) -> ConflictError:

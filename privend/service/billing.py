@@ -62,6 +62,12 @@ def reconcile_period(app: App, env: str, period: str, finalize: bool = False,
     return Reconciled(result, topic)
 
 
+def stored_period(app: App, env: str, period: str) -> dict:
+    """The period's invoices as last reconciled, as the JSON export holds them."""
+    with app.registry() as registry:
+        return stored_invoices(registry, env, period)
+
+
 def export_invoices(app: App, env: str, period: str, fmt: str) -> tuple[str, int]:
     """The period's invoices as last reconciled, as CSV or JSON text, and how many there are."""
     with app.registry() as registry:
@@ -70,7 +76,25 @@ def export_invoices(app: App, env: str, period: str, fmt: str) -> tuple[str, int
     return text, len(data["invoices"])
 
 
-def list_alerts(app: App, env: str, period: str) -> list[Alert]:
+NO_TOPIC = ("no alert topic is configured (set PRIVEND_ALERT_TOPIC_ARN, or pass --alert-topic to "
+            "`privend billing reconcile`, which publishes what is waiting)")
+WAITING = "waiting in the outbox: the next `privend billing reconcile` publishes it to {topic}"
+
+
+@dataclass(frozen=True)
+class AlertList:
+    alerts: list[Alert]
+    unpublished_reason: str | None  # why an alert without published_at was not sent; None when all were
+
+
+def unpublished_reason(app: App, topic_arn: str | None = None) -> str:
+    topic = topic_arn or app.settings.alert_topic_arn
+    return WAITING.format(topic=topic) if topic else NO_TOPIC
+
+
+def list_alerts(app: App, env: str, period: str) -> AlertList:
     check_period(period)
     with app.registry() as registry:
-        return registry.list_alerts(env, period)
+        alerts = registry.list_alerts(env, period)
+    waiting = any(a.published_at is None for a in alerts)
+    return AlertList(alerts, unpublished_reason(app) if waiting else None)

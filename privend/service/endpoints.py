@@ -242,13 +242,28 @@ def show_endpoint(app: App, env: str, name: str) -> EndpointView:
         return EndpointView(endpoint, EndpointSpec.from_record(endpoint), registry.get_subscription(env, name))
 
 
-def connect_info(app: App, env: str, name: str) -> str:
-    """What the customer runs in their own account to connect over PrivateLink."""
+@dataclass(frozen=True)
+class ConnectInfo:
+    spec: EndpointSpec
+    region: str
+    service_name: str | None  # None until the endpoint stack is deployed
+    text: str  # the instructions, as connect-info prints them
+
+
+def connect_details(app: App, env: str, name: str) -> ConnectInfo:
+    """What the customer needs to connect over PrivateLink, as fields and as instructions."""
     cfg = app.environment(env)
     with app.registry() as registry:
         endpoint = registry.get_endpoint(env, name)
     outputs = stack_outputs.endpoint_outputs(app.settings, cfg, name) if endpoint.deployed_hash else {}
-    return render_connect_info(EndpointSpec.from_record(endpoint), cfg, outputs.get("serviceName"))
+    spec = EndpointSpec.from_record(endpoint)
+    service_name = outputs.get("serviceName")
+    return ConnectInfo(spec, cfg.region, service_name, render_connect_info(spec, cfg, service_name))
+
+
+def connect_info(app: App, env: str, name: str) -> str:
+    """What the customer runs in their own account to connect over PrivateLink."""
+    return connect_details(app, env, name).text
 
 
 def sync_endpoints(app: App, env: str, parallel: int, *, on_start: Callable[[int], None] | None = None,

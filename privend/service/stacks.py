@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from privend.manifests import write_manifests
+from privend.manifests import placeholders_in, write_manifests
 from privend.service.app import App
 from privend.spec import EndpointSpec
 from privend.values import EndpointStatus
@@ -17,6 +17,17 @@ class PlanReport:
     plans: list  # StackPlan, platform first
     violations: list  # privend.policy.Violation, the blocking (mandatory) ones first
     blocking: list  # the mandatory violations: the plan must not be applied
+    guardrails: int = 0  # how many rules were evaluated
+
+    @property
+    def verdict(self) -> str:
+        """One line: how many guardrails ran and what they found."""
+        found = len(self.violations)
+        if not found:
+            return f"{self.guardrails} guardrails, 0 violations: the plan passes"
+        mandatory = len(self.blocking)
+        return (f"{self.guardrails} guardrails, {found} violation(s) ({mandatory} mandatory"
+                f"{': the plan must not be applied' if mandatory else ', advisory only'})")
 
 
 def registered_specs(app: App, env: str, endpoint: str | None = None) -> list[EndpointSpec]:
@@ -32,16 +43,23 @@ def plan_environment(app: App, env: str, endpoint: str | None = None) -> PlanRep
     """The platform stack and every endpoint stack of `env` (only `endpoint`'s when given), with the guardrails."""
     # The offline engine imports the Pulumi SDKs: only commands that plan pay for them.
     from privend.plan import plan_environment as plan_stacks
-    from privend.policy import evaluate, mandatory
+    from privend.policy import evaluate, mandatory, rules_checked
 
     cfg = app.environment(env)
     plans = plan_stacks(cfg, registered_specs(app, env, endpoint), platform=endpoint is None)
     violations = evaluate(plans, cfg, stacks_dir=app.settings.stacks_dir)
-    return PlanReport(env, plans, violations, mandatory(violations))
+    return PlanReport(env, plans, violations, mandatory(violations), rules_checked())
 
 
-def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> list[Path]:
+@dataclass(frozen=True)
+class Exported:
+    written: list[Path]
+    with_placeholders: list[Path]  # files that still hold offline placeholders (marked at their top)
+
+
+def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> Exported:
     """Write the endpoint's Kubernetes objects to `out_dir`, one YAML file each (Secrets without values)."""
     cfg = app.environment(env)
     [spec] = registered_specs(app, env, endpoint)
-    return write_manifests(spec, cfg, out_dir)
+    written = write_manifests(spec, cfg, out_dir)
+    return Exported(written, [p for p in written if placeholders_in(p.read_text(encoding="utf-8"))])

@@ -28,6 +28,16 @@ class TenantView:
     endpoints: list[str]
 
 
+def close_name(app: App, kind: str, env: str, name: str) -> str:
+    """'; did you mean ...?' for a tenant or endpoint name not found in `env`, or ''."""
+    from privend.suggest import did_you_mean
+
+    with app.registry() as registry:
+        names = ([t.name for t in registry.list_tenants(env)] if kind == "tenant"
+                 else [e.name for e in registry.list_endpoints(env)])
+    return did_you_mean(name, names)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
