@@ -84,3 +84,17 @@ def test_simulate_needs_exactly_one_traffic_source(fleet, args, message):
 def test_simulate_a_missing_trace_directory_is_one_line(fleet, tmp_path):
     assert_one_line_error(run("capacity", "simulate", "--traffic", str(tmp_path / "nope")), 2,
                           "no such traffic directory")
+
+
+def test_simulate_keeps_the_warm_headroom_the_stack_file_asks_for(fleet, stacks):
+    path = stacks / "Pulumi.dev.yaml"
+    text = path.read_text()
+    assert "warmHeadroomGpus" not in text
+    args = ("capacity", "simulate", "--synthetic", "2", "--start", "2026-11-02T00:00:00Z", "--end",
+            "2026-11-02T06:00:00Z", "--format", "json")
+    cold = json.loads(ok(*args).stdout)
+    path.write_text(text.replace("      instanceTypes:", "      warmHeadroomGpus: 2\n      instanceTypes:", 1))
+    warm = json.loads(ok(*args).stdout)
+    assert [p["warm_headroom_gpus"] for p in cold["pools"]] == [0]
+    assert [p["warm_headroom_gpus"] for p in warm["pools"]] == [2]
+    assert Decimal(warm["fleet"]["pooled"]["cost"]) > Decimal(cold["fleet"]["pooled"]["cost"])

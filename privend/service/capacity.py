@@ -161,5 +161,5 @@ def simulate_capacity(app: App, env: str, source: TrafficSource, *, start: datet
         else:
             raise InputError("give one traffic source: --traffic DIR, --period YYYY-MM or --synthetic SEED")
     traffic = traffic_mod.for_endpoints(traffic, names)
-    result = simulate(endpoints, pools_for(cfg), traffic)
+    result = simulate(endpoints, pools_for(cfg), traffic, {p.name: p.warm_headroom_gpus for p in cfg.gpu_pools})
     return SimulationReport(env, label, result)
