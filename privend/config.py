@@ -104,6 +104,9 @@ class GpuPool(_Scaling):
     capacity_type: CapacityType = "on-demand"
     disk_size_gib: int = Field(default=200, ge=50, le=16384, alias="diskSizeGiB")
     labels: dict[str, str] = Field(default_factory=dict)
+    # GPUs kept free on the pool's shared nodes so a scale-up starts on a warm GPU (placeholder
+    # pods of a negative PriorityClass); `capacity simulate` replays traffic with it.
+    warm_headroom_gpus: int = Field(default=0, ge=0, le=256)
 
     @field_validator("name")
     @classmethod

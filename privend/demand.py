@@ -30,10 +30,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from privend.capacity import CapacityPlan, Demand, PoolSpec, plan_capacity
+from privend.catalog import gpu_catalog, model_catalog
 from privend.config import EnvironmentConfig
 from privend.cost import CostEstimate, estimate_costs
+from privend.errors import InputError
 from privend.registry.models import Endpoint
+from privend.simulator import SimEndpoint
+from privend.sizing import weight_bytes
 from privend.spec import EndpointSpec
+from privend.throughput import DEFAULT_TPOT_SECONDS, replica_throughput
 from privend.values import EndpointStatus
 
 
@@ -140,3 +145,19 @@ def pool_bounds(cfg: EnvironmentConfig, plan: CapacityPlan, running: CapacityPla
         result.append(PoolBounds(pool.name, pool.min_size, pool.max_size, pool.desired_size,
                                  planned.min.node_count, planned.max.node_count, need, new_min, new_max, new_desired))
     return result
+
+
+def sim_endpoint_of(spec: EndpointSpec, cfg: EnvironmentConfig, *,
+                    tpot_seconds: float = DEFAULT_TPOT_SECONDS) -> SimEndpoint:
+    """An endpoint as the simulator sees it: its demand, one replica's throughput on its pool's GPUs, its weights."""
+    model = model_catalog().models.get(spec.model)
+    if model is None:
+        raise InputError(f"endpoint {spec.name!r}: model {spec.model!r} is not in the model catalog, so its "
+                         "throughput is unknown; the simulator needs catalog models")
+    pool = next(p for p in cfg.gpu_pools if p.name == spec.pool)
+    gpu_model = gpu_catalog().get(pool.instance_types[0]).gpu_model
+    dtype = spec.quantize or spec.dtype or model.default_dtype
+    rate = replica_throughput(model, dtype, gpu_model, spec.gpus_per_replica, spec.max_total_tokens,
+                              tpot_seconds=tpot_seconds)
+    return SimEndpoint(demand_of(spec), rate.prefill_tokens_per_second, rate.decode_tokens_per_second,
+                       weight_bytes(model, dtype), spec.engine)

@@ -295,6 +295,7 @@ class _Replica:
     node: _Node | None
     ready_at: float  # inf while pending (no node)
     wanted_at: float
+    serial: int = 0
 
 
 @dataclass
@@ -537,7 +538,7 @@ class _Run:
         wait = replica.ready_at - replica.wanted_at
         self.waits[e.name].add(wait, waited_for_node)
         self.all_waits.add(wait, waited_for_node)
-        heapq.heappush(self.ready_events, (replica.ready_at, i, id(replica)))
+        heapq.heappush(self.ready_events, (replica.ready_at, i, replica.serial))
         return True
 
     def _unplace(self, i: int, replica: _Replica, now: float) -> None:
@@ -585,6 +586,7 @@ class _Run:
         replica_seconds = np.zeros(n)
         peak_replicas = np.zeros(n, dtype=np.int64)
         current = np.zeros(n, dtype=np.int64)
+        serial = 0
 
         # Floors: minSize nodes, ready from the start.
         for name, pool in self.pools.items():
@@ -628,11 +630,12 @@ class _Run:
                 want, have = int(desired[i, t]), int(current[i])
                 if want > have:
                     for _ in range(want - have):
-                        r = _Replica(None, math.inf, now)
+                        serial += 1
+                        r = _Replica(None, math.inf, now, serial)
                         replicas[i].append(r)
                         if self._place(i, r, now, (want - have) * int(gpus[i])):
                             if r.ready_at > now:
-                                live[id(r)] = r
+                                live[r.serial] = r
                             else:
                                 self.serving[i] += 1
                         else:
@@ -646,7 +649,7 @@ class _Run:
                 for i, r in pending:
                     if r in replicas[i] and r.node is None:
                         if self._place(i, r, now, int(gpus[i])):
-                            live[id(r)] = r
+                            live[r.serial] = r
                         else:
                             still.append((i, r))
                 pending = still
@@ -706,7 +709,7 @@ class _Run:
 
         for r in sorted(reps, key=rank)[:count]:
             reps.remove(r)
-            live.pop(id(r), None)
+            live.pop(r.serial, None)
             self._unplace(i, r, now)
 
     def _scale_down_group(self, group: _Group, now: float) -> None:

@@ -236,3 +236,11 @@ def synthetic(profiles: Iterable[TrafficProfile], seed: int, start: datetime, en
         generated[profile.endpoint] = tokens * profile.generated_share
         context[profile.endpoint] = tokens - generated[profile.endpoint]
     return Traffic(start, step_seconds, steps, context, generated)
+
+
+def for_endpoints(traffic: Traffic, endpoints: Sequence[str]) -> Traffic:
+    """`traffic` restricted to `endpoints`, with no traffic for those it lacks (an endpoint nobody called)."""
+    zero = np.zeros(traffic.steps)
+    return Traffic(traffic.start, traffic.step_seconds, traffic.steps,
+                   {e: traffic.context_tokens.get(e, zero) for e in endpoints},
+                   {e: traffic.generated_tokens.get(e, zero) for e in endpoints})

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import click
 
 from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
+from privend.errors import InputError
 from privend.service import capacity as capacity_service
 from privend.service.app import App
+from privend.traffic import parse_time
 
 
 def money(amount: Decimal) -> str:
@@ -165,3 +168,68 @@ def apply(app: App, env, yes) -> None:
         click.echo(f"nothing to change in {change.path.name}: the pool bounds already follow the plan")
         return
     click.echo(f"wrote {change.path.name}; `pulumi up -s {env}` applies the bounds to the node groups")
+
+
+def _instant(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except InputError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@capacity.command("simulate")
+@env_option
+@click.option("--traffic", "traces", type=click.Path(path_type=Path), help="Directory of <endpoint>.csv traces "
+              "(TIMESTAMP,ContextTokens,GeneratedTokens).")
+@click.option("--period", help="Billing period YYYY-MM: the usage ledger's hourly sums.")
+@click.option("--synthetic", "seed", type=int, help="Seed of generated traffic.")
+@click.option("--start", callback=_instant, help="Window start, ISO 8601 (UTC without an offset).")
+@click.option("--end", callback=_instant, help="Window end, ISO 8601.")
+@click.option("--step", "step_seconds", type=click.IntRange(1, 3600), default=60, show_default=True,
+              help="Simulation step in seconds.")
+@format_option
+@pass_app
+def simulate(app: App, env, traces, period, seed, start, end, step_seconds, fmt) -> None:
+    """Replay traffic through the pools: autoscaling, cold starts, and cost against dedicated baselines."""
+    given = [name for name, value in (("--traffic", traces), ("--period", period), ("--synthetic", seed))
+             if value is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --traffic DIR, --period YYYY-MM, --synthetic SEED"
+                               + (f" (got {', '.join(given)})" if given else ""))
+    source = capacity_service.TrafficSource(traces=traces, period=period, seed=seed)
+    report = capacity_service.simulate_capacity(app, env, source, start=start, end=end, step_seconds=step_seconds)
+    render_simulation(report, fmt)
+
+
+def render_simulation(report: capacity_service.SimulationReport, fmt: str) -> None:
+    result = report.result
+    data = result.to_dict()
+    if fmt == "json":
+        emit_json({"env": report.env, "traffic": report.source, **data})
+        return
+    fleet = data["fleet"]
+    emit_table(f"simulated endpoints of env {report.env} ({report.source}, {result.start} to {result.end}, "
+               f"{result.step_seconds} s steps)",
+               ["endpoint", "pool", "prefill tok/s", "decode tok/s", "replica-h", "peak", "GPU-h",
+                "waits (n, node, p50, p95, max s)", "unserved replica-h", "attributed"],
+               [(e.name, e.pool, f"{e.replica_prefill_tokens_per_second:,.0f}",
+                 f"{e.replica_decode_tokens_per_second:,.0f}", f"{e.replica_hours:,.1f}", e.peak_replicas,
+                 f"{e.gpu_hours:,.1f}",
+                 f"{w.count}, {w.waited_for_node}, {w.p50_seconds:.0f}, {w.p95_seconds:.0f}, {w.max_seconds:.0f}",
+                 f"{e.unserved_replica_hours:,.2f}", money(e.attributed_cost))
+                for e in result.endpoints for w in [e.cold_start_waits]])
+    emit_table("pools", ["pool", "warm headroom GPUs", "node-hours by type", "GPU-h held / all", "cost",
+                         "attributed", "platform overhead", "lower bound"],
+               [(p.name, p.warm_headroom_gpus,
+                 ", ".join(f"{h:,.1f} {t}" for t, h in p.node_hours_by_type.items()) or "none",
+                 f"{p.gpu_hours_held:,.1f} / {p.gpu_hours:,.1f}", money(p.cost), money(p.attributed_cost),
+                 money(p.overhead_cost), money(p.lower_bound_cost))
+                for p in result.pools])
+    click.echo(f"fleet, on-demand, USD for the window (prices read {result.prices_read_on}): "
+               f"pooled {money(result.pooled_cost)}, dedicated at peak {money(result.dedicated_at_peak_cost)}, "
+               f"dedicated autoscaled {money(result.dedicated_autoscaled_cost)}, lower bound "
+               f"{money(result.lower_bound_cost)}; pooled saves {fleet['saving_vs_dedicated_at_peak_percent']} % "
+               f"against dedicated at peak; {fleet['scale_ups_without_waiting_for_a_node_percent']} % of scale-ups "
+               "did not wait for a node")

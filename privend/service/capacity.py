@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from privend import traffic as traffic_mod
 
 from privend.admission import PoolCapacityFit, pool_fits
 from privend.capacity import CapacityPlan
 from privend.config import EnvironmentConfig
 from privend.cost import CostEstimate
-from privend.demand import PoolBounds, estimate_for, plan_for, pool_bounds
+from privend.billing.periods import check_period, period_bounds
+from privend.demand import PoolBounds, estimate_for, plan_for, pool_bounds, pools_for, sim_endpoint_of
+from privend.errors import InputError
+from privend.simulator import SimulationResult, simulate
+from privend.spec import EndpointSpec
 from privend.service.app import App
 from privend.stackfile import apply_bounds, write_stack_file
-from privend.values import RUNNING_STATUSES
+from privend.values import RUNNING_STATUSES, EndpointStatus
 
 
 @dataclass(frozen=True)
@@ -88,3 +96,70 @@ def check_quotas(app: App, env: str, request_increase: bool = False) -> QuotaRep
     verdicts = quotas.check_quotas(quotas.pool_nodes_for_quota(basis), clients)
     requests = quotas.request_increases(verdicts, clients.service_quotas) if request_increase else []
     return QuotaReport(cfg, basis, verdicts, requests)
+
+
+@dataclass(frozen=True)
+class TrafficSource:
+    """Where `capacity simulate` takes its traffic from: exactly one of the three."""
+
+    traces: Path | None = None
+    period: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    env: str
+    source: str
+    result: SimulationResult
+
+
+# What the synthetic source assumes of a registered endpoint's users (README, "capacity simulate").
+SYNTHETIC_PEAK_OF_MAX = 0.5
+SYNTHETIC_TROUGH = 0.3
+SYNTHETIC_WEEKEND = 0.6
+
+
+def simulate_capacity(app: App, env: str, source: TrafficSource, *, start: datetime | None = None,
+                      end: datetime | None = None, step_seconds: int = 60) -> SimulationReport:
+    """Replay traffic for the environment's registered endpoints through its pools (privend.simulator)."""
+    cfg = app.environment(env)
+    with app.registry() as registry:
+        records = [e for e in registry.list_endpoints(env) if e.status != EndpointStatus.DELETING]
+        specs = [EndpointSpec.from_record(e) for e in records]
+        tenants = {t.name: t for t in registry.list_tenants(env)}
+        endpoints = [sim_endpoint_of(spec, cfg) for spec in specs]
+        names = [e.name for e in endpoints]
+        if source.traces is not None:
+            traffic = traffic_mod.read_trace_dir(source.traces, step_seconds, start, end)
+            label = f"traces in {source.traces}"
+        elif source.period is not None:
+            period = check_period(source.period)
+            lo, hi = period_bounds(period, "UTC")
+            hours = (hi - lo) // 3_600_000_000
+            windows = [(name, lo + h * 3_600_000_000, lo + (h + 1) * 3_600_000_000)
+                       for name in names for h in range(hours)]
+            sums = registry.usage_totals(env, windows)
+            totals = {name: sums[i * hours:(i + 1) * hours] for i, name in enumerate(names)}
+            traffic = traffic_mod.from_hourly_totals(totals, datetime.fromtimestamp(lo / 1e6, UTC), step_seconds)
+            label = f"usage ledger, period {period} (hourly sums)"
+        elif source.seed is not None:
+            start = start or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            end = end or start + timedelta(days=7)
+            profiles = []
+            for spec, e in zip(specs, endpoints, strict=True):
+                g = traffic_mod.TRACE_GENERATED_SHARE
+                per_replica = 1 / ((1 - g) / e.prefill_tokens_per_second + g / e.decode_tokens_per_second)
+                tenant = tenants.get(spec.tenant)
+                zone = ZoneInfo(tenant.billing_timezone if tenant else "UTC")
+                offset = start.astimezone(zone).utcoffset() or timedelta(0)
+                profiles.append(traffic_mod.TrafficProfile(
+                    spec.name, SYNTHETIC_PEAK_OF_MAX * spec.max_replicas * per_replica,
+                    offset.total_seconds() / 3600, SYNTHETIC_TROUGH, SYNTHETIC_WEEKEND))
+            traffic = traffic_mod.synthetic(profiles, source.seed, start, end, step_seconds)
+            label = f"synthetic, seed {source.seed}"
+        else:
+            raise InputError("give one traffic source: --traffic DIR, --period YYYY-MM or --synthetic SEED")
+    traffic = traffic_mod.for_endpoints(traffic, names)
+    result = simulate(endpoints, pools_for(cfg), traffic, {p.name: p.warm_headroom_gpus for p in cfg.gpu_pools})
+    return SimulationReport(env, label, result)
