@@ -360,7 +360,7 @@ def _key_json(k) -> dict:
 
 @key.command("create")
 @click.argument("name")
-@click.option("--endpoint", "endpoint_name", required=True)
+@click.option("--endpoint", "endpoint_name", required=True, help="The endpoint the key belongs to.")
 @click.option("--rate-limit", help="Requests per minute this key may make, N/min (default: no per-key limit).")
 @click.option("--no-deploy", is_flag=True, help="Record the key only; `endpoint sync` rolls it out.")
 @env_option
@@ -380,7 +380,7 @@ def key_create(app: App, name, endpoint_name, rate_limit, no_deploy, env, fmt) -
 
 
 @key.command("list")
-@click.option("--endpoint", "endpoint_name", required=True)
+@click.option("--endpoint", "endpoint_name", required=True, help="The endpoint the key belongs to.")
 @env_option
 @format_option
 @pass_app
@@ -397,7 +397,7 @@ def key_list(app: App, endpoint_name, env, fmt) -> None:
 
 @key.command("revoke")
 @click.argument("name")
-@click.option("--endpoint", "endpoint_name", required=True)
+@click.option("--endpoint", "endpoint_name", required=True, help="The endpoint the key belongs to.")
 @click.option("--no-deploy", is_flag=True, help="Record the revocation only; `endpoint sync` rolls it out.")
 @env_option
 @pass_app
