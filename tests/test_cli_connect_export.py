@@ -34,15 +34,20 @@ def test_connect_info_offline_prints_placeholder_service_name_and_every_recipe(w
         "  --vpc-id <your-vpc-id> \\\n"
         f"  --service-name {OFFLINE_SERVICE_NAME} \\\n"
         "  --subnet-ids <subnet-id-az1> <subnet-id-az2> \\\n"
-        "  --security-group-ids <sg-allowing-tcp-80-from-your-clients>\n"
+        "  --security-group-ids <sg-allowing-tcp-443-from-your-clients> \\\n"
+        "  --private-dns-enabled\n"
     ) in out
+    assert "URL:              https://chat-bot.dev.endpoints.example.com" in out
+    assert "  private_dns_enabled = true" in out
+    assert "    private_dns_enabled=True," in out
+    assert "curl https://chat-bot.dev.endpoints.example.com/v1/chat/completions" in out
     assert 'resource "aws_vpc_endpoint" "chat_bot" {' in out
     assert f'  service_name        = "{OFFLINE_SERVICE_NAME}"' in out
     assert 'chat_bot_endpoint = aws.ec2.VpcEndpoint(\n    "chat-bot",' in out
     assert f'    service_name="{OFFLINE_SERVICE_NAME}",' in out
     assert '-H "Authorization: Bearer $PRIVEND_API_KEY"' in out
     assert f'"model": "{MODEL_8B}"' in out
-    assert "pulumi stack output apiKey --show-secrets -s dev-chat-bot" in out
+    assert "privend endpoint key create\nNAME --endpoint chat-bot" in out
 
 
 def test_connect_info_of_a_deployed_endpoint_uses_its_service_name_and_never_prints_the_api_key(
