@@ -22,6 +22,7 @@ def export() -> None:
 @env_option
 @pass_app
 def manifests(app: App, endpoint, out_dir, env) -> None:
-    """Write the endpoint's Kubernetes objects, one YAML file each (Secrets without values)."""
+    """Write the endpoint's Kubernetes objects, one YAML file each (Secrets without values), and gateway/envoy.yaml."""
     written = stacks.export_manifests(app, env, endpoint, out_dir)
-    click.echo(f"wrote {len(written)} manifests for endpoint '{endpoint}' to {out_dir}")
+    click.echo(f"wrote {len(written.manifests)} manifests and the gateway's Envoy config ({written.gateway[0]}) "
+               f"for endpoint '{endpoint}' to {out_dir}")

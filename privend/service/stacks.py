@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from privend.manifests import write_manifests
+from privend.manifests import write_gateway_config, write_manifests
 from privend.service.app import App
 from privend.spec import EndpointSpec
 from privend.values import EndpointStatus
@@ -40,8 +40,15 @@ def plan_environment(app: App, env: str, endpoint: str | None = None) -> PlanRep
     return PlanReport(env, plans, violations, mandatory(violations))
 
 
-def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> list[Path]:
-    """Write the endpoint's Kubernetes objects to `out_dir`, one YAML file each (Secrets without values)."""
+@dataclass(frozen=True)
+class ExportedManifests:
+    manifests: list[Path]
+    gateway: list[Path]  # gateway/envoy.yaml first, then the placeholders of what it mounts
+
+
+def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> ExportedManifests:
+    """Write the endpoint's Kubernetes objects to `out_dir`, one YAML file each (Secrets without values),
+    and its gateway's Envoy config under `gateway/`."""
     cfg = app.environment(env)
     [spec] = registered_specs(app, env, endpoint)
-    return write_manifests(spec, cfg, out_dir)
+    return ExportedManifests(write_manifests(spec, cfg, out_dir), write_gateway_config(spec, cfg, out_dir))
