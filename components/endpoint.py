@@ -14,15 +14,18 @@ from typing import Mapping, Sequence, TypedDict
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import pulumi_random as random
+import yaml
 
 from privend.components.gpu_pool import GpuPool, GpuPoolArgs
-from privend import render
+from privend import gateway, render
 from privend.config import EnvironmentConfig
 from privend.iam import service_trust_policy
 from privend.spec import EndpointSpec
 
 LISTENER_PORT = render.LISTENER_PORT
+GATEWAY_PORT = render.GATEWAY_PORT
+# TLS 1.3 only, as the NLB names it.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-3-2021-06"
 ALARM_QUEUE_DEPTH = 32
 ALARM_FAILURES_PER_5_MIN = 10
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonSSMManagedInstanceCore")
@@ -37,6 +40,7 @@ _KINDS = {
     "Service": k8s.core.v1.Service,
     "PodDisruptionBudget": k8s.policy.v1.PodDisruptionBudget,
 }
+_DATA_KINDS = {"ConfigMap": k8s.core.v1.ConfigMap}
 
 
 class _AlarmCommon(TypedDict):
@@ -56,6 +60,7 @@ class EndpointArgs:
     private_subnet_ids: pulumi.Input[Sequence[str]]
     cluster_security_group_id: pulumi.Input[str]
     alert_topic_arn: pulumi.Input[str]
+    certificate_arn: pulumi.Input[str] = ""  # the environment's wildcard certificate (platform stack)
     tenant_account: str = ""
     hf_token: pulumi.Input[str] | None = None  # a Pulumi secret
     api_key_secrets: pulumi.Input[dict] | None = None  # {API key name: secret}, a Pulumi secret
@@ -66,7 +71,7 @@ class Endpoint(pulumi.ComponentResource):
     namespace: str
     service_name: pulumi.Output[str]
     load_balancer_dns: pulumi.Output[str]
-    api_key: pulumi.Output[str]
+    hostname: str
 
     def __init__(self, name: str, args: EndpointArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("private-endpoint:endpoint:Endpoint", name, None, opts)
@@ -74,6 +79,11 @@ class Endpoint(pulumi.ComponentResource):
         self._name = name
         self._ctx = render.context(args.spec, args.cfg)
         self.namespace = self._ctx.names.namespace
+        hostname = args.cfg.endpoint_hostname(args.spec.name)
+        if hostname is None:
+            raise ValueError(f"env {args.cfg.environment} has no privend:endpointDomain: endpoints are served only "
+                             "over TLS on a private DNS name")
+        self.hostname = hostname
 
         if args.spec.tier == "dedicated":
             self._create_dedicated_pool()
@@ -86,7 +96,7 @@ class Endpoint(pulumi.ComponentResource):
             "namespace": self.namespace,
             "serviceName": self.service_name,
             "loadBalancerDns": self.load_balancer_dns,
-            "apiKey": self.api_key,
+            "hostname": self.hostname,
         })
 
     def _opts(self, **kwargs) -> pulumi.ResourceOptions:
@@ -115,7 +125,7 @@ class Endpoint(pulumi.ComponentResource):
 
     def _create_load_balancer(self) -> None:
         args, names = self._args, self._ctx.names
-        port = self._ctx.engine.port
+        port = GATEWAY_PORT
         self.security_group = aws.ec2.SecurityGroup(
             f"{self._name}-nlb", name=names.security_group,
             description=f"Load balancer of endpoint {args.spec.name} (tenant {args.spec.tenant})",
@@ -124,7 +134,7 @@ class Endpoint(pulumi.ComponentResource):
             ingress=[{"protocol": "tcp", "from_port": LISTENER_PORT, "to_port": LISTENER_PORT,
                       "cidr_blocks": [args.cfg.vpc_cidr], "description": "listener, from inside the VPC"}],
             egress=[{"protocol": "tcp", "from_port": port, "to_port": port,
-                     "cidr_blocks": [args.cfg.vpc_cidr], "description": "to the engine pods"}],
+                     "cidr_blocks": [args.cfg.vpc_cidr], "description": "to the gateway pods"}],
             tags=dict(args.tags), opts=self._opts(),
         )
         self.load_balancer = aws.lb.LoadBalancer(
@@ -136,12 +146,15 @@ class Endpoint(pulumi.ComponentResource):
         self.target_group = aws.lb.TargetGroup(
             f"{self._name}-tg", name=names.target_group, port=port, protocol="TCP", target_type="ip",
             vpc_id=args.vpc_id, deregistration_delay=60,
-            health_check={"protocol": "HTTP", "path": self._ctx.engine.health_path, "port": "traffic-port",
+            # The gateway answers its own readiness: the door stays open while the engine is at zero.
+            health_check={"protocol": "HTTP", "path": gateway.READY_PATH, "port": "traffic-port",
                           "healthy_threshold": 2, "unhealthy_threshold": 2, "interval": 10},
             tags=dict(args.tags), opts=self._opts(),
         )
+        # TLS ends at the load balancer with the environment's wildcard certificate; never plain TCP.
         aws.lb.Listener(
-            f"{self._name}-listener", load_balancer_arn=self.load_balancer.arn, port=LISTENER_PORT, protocol="TCP",
+            f"{self._name}-listener", load_balancer_arn=self.load_balancer.arn, port=LISTENER_PORT, protocol="TLS",
+            certificate_arn=args.certificate_arn, ssl_policy=TLS_POLICY, alpn_policy="HTTP1Only",
             default_actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
             tags=dict(args.tags), opts=self._opts(),
         )
@@ -149,7 +162,7 @@ class Endpoint(pulumi.ComponentResource):
         aws.vpc.SecurityGroupIngressRule(
             f"{self._name}-nlb-to-pods", security_group_id=args.cluster_security_group_id,
             referenced_security_group_id=self.security_group.id, ip_protocol="tcp", from_port=port, to_port=port,
-            description=f"endpoint {args.spec.name} load balancer to its pods",
+            description=f"endpoint {args.spec.name} load balancer to its gateway pods",
             tags=dict(args.tags), opts=self._opts(),
         )
         self.load_balancer_dns = self.load_balancer.dns_name
@@ -163,12 +176,23 @@ class Endpoint(pulumi.ComponentResource):
             # Only the tenant's own AWS principals may create endpoints to this service.
             allowed_principals=list(args.spec.allowed_principals),
             supported_ip_address_types=["ipv4"],
+            # Consumers' interface endpoints resolve this name to themselves (private DNS on).
+            private_dns_name=self.hostname,
             tags={**args.tags, "Name": f"{args.cfg.environment}-{args.spec.name}",
                   # Lets the policy pack check every allowed principal against the tenant's account.
                   "privend.io/tenant-account": args.tenant_account},
             opts=self._opts(),
         )
         self.service_name = self.endpoint_service.service_name
+        # AWS verifies that the service owner holds the domain through this TXT record.
+        verification = self.endpoint_service.private_dns_name_configurations.apply(lambda c: c[0])
+        aws.route53.Record(
+            f"{self._name}-dns-verification", zone_id=args.cfg.hosted_zone_id or "",
+            name=verification.apply(lambda c: c["name"] if isinstance(c, dict) else c.name),
+            type="TXT", ttl=300,
+            records=[verification.apply(lambda c: c["value"] if isinstance(c, dict) else c.value)],
+            allow_overwrite=True, opts=self._opts(),
+        )
 
     def _create_workload(self) -> None:
         args, ctx = self._args, self._ctx
@@ -180,9 +204,13 @@ class Endpoint(pulumi.ComponentResource):
         ns = k8s.core.v1.Namespace(f"{self._name}-namespace", metadata=ns_object["metadata"], opts=self._opts())
         after_ns = self._opts(depends_on=[ns])
 
-        key = random.RandomPassword(f"{self._name}-api-key", length=48, special=False, opts=self._opts())
-        self.api_key = pulumi.Output.secret(key.result)
-        secrets = [self._secret(render.API_KEY_SECRET, "API_KEY", self.api_key, after_ns)]
+        # The key routes hold key material: built from the stack's secret config, only ever a Pulumi secret.
+        spec_ = spec
+        key_secrets = pulumi.Output.from_input(args.api_key_secrets or {})
+        # (_secret wraps it in Output.secret: the routes file is a secret even when no key exists yet.)
+        routes: pulumi.Output[str] = key_secrets.apply(
+            lambda found: yaml.safe_dump(render.gateway_key_routes(spec_, dict(found or {})), sort_keys=True))
+        secrets = [self._secret(render.GATEWAY_KEYS_SECRET, gateway.ROUTES_FILE, routes, after_ns)]
         if hf_token is not None:
             secrets.append(self._secret(render.HF_TOKEN_SECRET, "HF_TOKEN", hf_token, after_ns))
 
@@ -191,7 +219,9 @@ class Endpoint(pulumi.ComponentResource):
             resource_name = f"{self._name}-{kind.lower()}-{meta['name']}"
             if kind == "Secret":
                 continue  # created above, with their values
-            if kind == "ServiceAccount":
+            if kind in _DATA_KINDS:
+                _DATA_KINDS[kind](resource_name, metadata=meta, data=obj["data"], opts=after_ns)
+            elif kind == "ServiceAccount":
                 k8s.core.v1.ServiceAccount(resource_name, metadata=meta, automount_service_account_token=False,
                                            opts=after_ns)
             elif kind == "Deployment":

@@ -185,6 +185,22 @@ def internal_load_balancers(r: Resource, ctx: Context) -> Iterator[str]:
         yield f"load balancer {r.name} is internet-facing"
 
 
+@rule("tls-serving-listener",
+      "Endpoint load balancer listeners must be TLS (or HTTPS) with a certificate and a TLS 1.3 security policy "
+      "(ELBSecurityPolicy-TLS13-*): never plain TCP or HTTP. privend's Endpoint component does this.")
+def tls_serving_listener(r: Resource, ctx: Context) -> Iterator[str]:
+    if r.type != "aws:lb/listener:Listener":
+        return
+    protocol = str(r.props.get("protocol") or "")
+    if protocol not in ("TLS", "HTTPS"):
+        yield f"listener {r.name} serves {protocol or 'an unset protocol'}, not TLS"
+        return
+    if not r.props.get("certificateArn"):
+        yield f"listener {r.name} has no certificate"
+    if not str(r.props.get("sslPolicy") or "").startswith("ELBSecurityPolicy-TLS13-"):
+        yield f"listener {r.name} has no TLS 1.3 security policy"
+
+
 def _opens_serving_port(rule_: Mapping[str, Any]) -> bool:
     low, high = int(rule_.get("fromPort", 0) or 0), int(rule_.get("toPort", 65535) or 65535)
     if str(rule_.get("protocol", rule_.get("ipProtocol", "tcp"))) == "-1":

@@ -181,6 +181,38 @@ class EnvironmentConfig(_Model):
     chart_versions: ChartVersions = Field(default_factory=ChartVersions)
     cost_tags: dict[str, str] = Field(default_factory=dict)
     allowed_image_registries: list[str] = Field(default_factory=list)
+    # The private DNS names endpoints are reached by: <endpoint>.<env>.<endpointDomain>, with TLS from
+    # one wildcard certificate per environment, DNS-validated in this Route 53 hosted zone.
+    endpoint_domain: str | None = None
+    hosted_zone_id: str | None = None
+
+    @field_validator("endpoint_domain")
+    @classmethod
+    def _endpoint_domain(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(?=.{4,200}$)([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}", value):
+            raise ValueError(f"{value!r} is not a DNS domain name (like endpoints.example.com)")
+        return value
+
+    @field_validator("hosted_zone_id")
+    @classmethod
+    def _hosted_zone_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"Z[A-Z0-9]{1,31}", value):
+            raise ValueError(f"{value!r} is not a Route 53 hosted zone id (like Z0123456789ABCDEFGHIJ)")
+        return value
+
+    @model_validator(mode="after")
+    def _domain_and_zone(self) -> "EnvironmentConfig":
+        if (self.endpoint_domain is None) != (self.hosted_zone_id is None):
+            raise ValueError("endpointDomain and hostedZoneId are set together")
+        return self
+
+    @property
+    def endpoint_zone(self) -> str | None:
+        """`<env>.<endpointDomain>`: every endpoint's name sits directly under it."""
+        return f"{self.environment}.{self.endpoint_domain}" if self.endpoint_domain else None
+
+    def endpoint_hostname(self, endpoint: str) -> str | None:
+        return f"{endpoint}.{self.endpoint_zone}" if self.endpoint_zone else None
 
     @field_validator("environment")
     @classmethod

@@ -20,9 +20,10 @@ _env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined
 
 def connect_info(spec: EndpointSpec, cfg: EnvironmentConfig, service_name: str | None) -> str:
     names = endpoint_names(cfg.environment, spec.name)
+    hostname = cfg.endpoint_hostname(spec.name) or "<no privend:endpointDomain configured>"
     return _env.get_template("connect_info.md.j2").render(
         endpoint=spec.name, tenant=spec.tenant, env=cfg.environment, model=spec.model, engine=spec.engine,
         region=cfg.region, service_name=service_name or OFFLINE_SERVICE_NAME, principals=spec.allowed_principals,
-        port=LISTENER_PORT, stack=names.stack, tf_name=spec.name.replace("-", "_"),
+        port=LISTENER_PORT, stack=names.stack, hostname=hostname, url=f"https://{hostname}", tf_name=spec.name.replace("-", "_"),
         py_name=spec.name.replace("-", "_") + "_endpoint",
     )

@@ -42,6 +42,7 @@ def endpoint_program(spec: EndpointSpec, cfg: EnvironmentConfig, hf_token: pulum
         private_subnet_ids=platform.require_output("privateSubnetIds"),
         cluster_security_group_id=platform.require_output("clusterSecurityGroupId"),
         alert_topic_arn=platform.require_output("alertTopicArn"),
+        certificate_arn=platform.require_output("endpointCertificateArn"),
         tenant_account=spec.tenant_account,
         hf_token=hf_token,
         api_key_secrets=api_key_secrets,
@@ -53,5 +54,5 @@ def endpoint_program(spec: EndpointSpec, cfg: EnvironmentConfig, hf_token: pulum
         "namespace": endpoint.namespace,
         "serviceName": endpoint.service_name,
         "loadBalancerDns": endpoint.load_balancer_dns,
-        "apiKey": endpoint.api_key,
+        "hostname": endpoint.hostname,
     }

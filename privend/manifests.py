@@ -1,4 +1,4 @@
-"""Write an endpoint's Kubernetes objects as YAML files, atomically per file."""
+"""Write an endpoint's Kubernetes objects as YAML files, atomically per file, and its gateway's Envoy config."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 
 from privend.config import EnvironmentConfig
+from privend import gateway
 from privend.errors import InputError, PrivendError
-from privend.render import OFFLINE_PLACEHOLDERS, render_endpoint
+from privend.render import OFFLINE_PLACEHOLDERS, context, gateway_bootstrap, gateway_limits, render_endpoint
 from privend.spec import EndpointSpec
 
 
@@ -18,8 +19,11 @@ def manifest_filename(index: int, obj: dict) -> str:
     return f"{index:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
 
 
+GATEWAY_DIR = "gateway"
+
+
 def write_manifests(spec: EndpointSpec, cfg: EnvironmentConfig, out_dir: Path) -> list[Path]:
-    """Render and write; each file appears complete or not at all (temp file, then rename)."""
+    """Render and write the Kubernetes objects, one file each."""
     objects = render_endpoint(spec, cfg)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file, not a directory")
@@ -66,3 +70,23 @@ def _write_atomically(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_gateway_config(spec: EndpointSpec, cfg: EnvironmentConfig, out_dir: Path) -> list[Path]:
+    """`gateway/envoy.yaml` as the ConfigMap holds it, and what it references: where the key Secret is
+    mounted, a placeholder route file with no key (every request 401), so `envoy --mode validate -c
+    envoy.yaml` passes from `gateway/` and no exported file holds key material."""
+    directory = out_dir / GATEWAY_DIR
+    bootstrap = yaml.safe_dump(gateway_bootstrap(context(spec, cfg)), sort_keys=True)
+    placeholder = "# " + gateway.ROUTES_PLACEHOLDER + yaml.safe_dump(
+        gateway.key_routes([], gateway_limits(spec)), sort_keys=True)
+    written = []
+    for path, text in ((directory / "envoy.yaml", bootstrap),
+                       (directory / gateway.KEYS_DIR / gateway.ROUTES_FILE, placeholder)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, text)
+        except OSError as exc:
+            raise PrivendError(f"cannot write {path} ({exc.strerror or exc})") from None
+        written.append(path)
+    return written

@@ -160,7 +160,23 @@ class OfflineCloud(pulumi_mocks.Mocks):
             tg = inputs.get("name", name)
             return {"arn": self._arn("elasticloadbalancing", f"targetgroup/{tg}/{h[:16]}"), "arnSuffix": f"targetgroup/{tg}/{h[:16]}"}
         if typ == "aws:ec2/vpcEndpointService:VpcEndpointService":
-            return {"serviceName": f"com.amazonaws.vpce.{region}.vpce-svc-{h}", "arn": self._arn("ec2", f"vpc-endpoint-service/vpce-svc-{h}")}
+            computed: dict[str, Any] = {"serviceName": f"com.amazonaws.vpce.{region}.vpce-svc-{h}",
+                        "arn": self._arn("ec2", f"vpc-endpoint-service/vpce-svc-{h}")}
+            if inputs.get("privateDnsName"):
+                # What AWS asks the owner to publish to prove the domain: a TXT record under it.
+                computed["privateDnsNameConfigurations"] = [{
+                    "name": f"_vpce-verify-{h[:8]}.{inputs['privateDnsName']}", "type": "TXT",
+                    "value": f"vpce:{h}", "state": "pendingVerification"}]
+            return computed
+        if typ == "aws:acm/certificate:Certificate":
+            domain = str(inputs.get("domainName", "")).removeprefix("*.")
+            return {"arn": self._arn("acm", f"certificate/{h}"), "domainValidationOptions": [{
+                "domainName": inputs.get("domainName"), "resourceRecordName": f"_{h[:16]}.{domain}.",
+                "resourceRecordType": "CNAME", "resourceRecordValue": f"_{h[16:]}.acm-validations.aws."}]}
+        if typ == "aws:acm/certificateValidation:CertificateValidation":
+            return {"certificateArn": inputs.get("certificateArn")}
+        if typ == "aws:route53/record:Record":
+            return {"fqdn": str(inputs.get("name", "")).rstrip(".")}
         if typ.startswith("random:"):
             return {"result": base64.urlsafe_b64encode(hashlib.sha256(f"offline/{name}".encode()).digest()).decode()[:40]}
         if typ.startswith("aws:ec2/"):

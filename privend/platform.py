@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 from privend.components.addons import PlatformAddons, PlatformAddonsArgs
 from privend.components.cluster import Cluster, ClusterArgs
 from privend.components.control_plane_data import ControlPlaneData, ControlPlaneDataArgs
+from privend.components.endpoint_certificate import EndpointCertificate, EndpointCertificateArgs
 from privend.components.gpu_pool import GpuPool, GpuPoolArgs
 from privend.components.metering import MeteringCollector, MeteringCollectorArgs
 from privend.components.network import Network, NetworkArgs
@@ -112,7 +113,14 @@ def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
         environment=cfg.environment, account_id=identity.account_id, tags=tags,
     ), aws_opts)
 
+    outputs: dict[str, pulumi.Input] = {}
+    if cfg.endpoint_zone is not None and cfg.hosted_zone_id is not None:
+        certificate = EndpointCertificate("endpoints", EndpointCertificateArgs(
+            zone=cfg.endpoint_zone, hosted_zone_id=cfg.hosted_zone_id, tags=tags), aws_opts)
+        outputs["endpointCertificateArn"] = certificate.certificate_arn
+
     return {
+        **outputs,
         "environment": cfg.environment,
         "region": cfg.region,
         "clusterName": cluster.name,

@@ -12,17 +12,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
+import yaml
+
+from privend import gateway
 from privend.autoscaling import QUEUE_METRIC, scaling_policy
 from privend.billing.suspension import SUSPENDED_ANNOTATIONS
 from privend.catalog import EngineImage, engine_catalog, gpu_catalog
 from privend.config import EnvironmentConfig
 from privend.naming import EndpointNames, endpoint_names
 from privend.netplan import plan_subnets
-from privend.nodes import GPU_RESOURCE, POOL_LABEL, TENANT_LABEL, gpu_pool_taints
+from privend.nodes import GPU_RESOURCE, POOL_LABEL, SYSTEM_POOL, TENANT_LABEL, gpu_pool_taints
 from privend.spec import EndpointSpec
+from privend.versions import ENVOY_IMAGE
 
 SERVICE_PORT = 80
-LISTENER_PORT = 80  # the load balancer listener customers reach through PrivateLink
+LISTENER_PORT = 443  # the load balancer's TLS listener customers reach through PrivateLink
+GATEWAY_PORT = gateway.GatewayPorts().listener  # what the load balancer's targets (the gateway pods) listen on
+GATEWAY_METRICS_PORT = gateway.GatewayPorts().metrics
+GATEWAY_REPLICAS = 2
+GATEWAY_CONFIG = "gateway-config"  # ConfigMap: envoy.yaml, no key material
+GATEWAY_KEYS_SECRET = "gateway-keys"  # Secret: routes.yaml, the key routes, filled from Pulumi secrets
+# A high UID like the engine's (checkov CKV_K8S_40): no user of the node. The official
+# image's files are world-readable, so Envoy runs as any UID; its config is mounted read-only.
+GATEWAY_UID = 10101
+GATEWAY_CPU_LIMIT = 1
+GATEWAY_MEMORY_GIB_LIMIT = 1
+GATEWAY_SERVICE = "gateway"
+KEDA_NAMESPACE = "keda"
+KEDA_OPERATOR_LABELS = {"app.kubernetes.io/name": "keda-operator"}
 MAX_CONCURRENT_REQUESTS = 128
 MODEL_LOAD_SECONDS = 30 * 60  # the startup probe allows half an hour to download and load weights
 # The metering collector (privend.metering) scrapes the engines from this namespace, as pods with
@@ -32,7 +49,6 @@ METERING_COLLECTOR_LABELS = {"app.kubernetes.io/name": "cloudwatch-agent",
                              "app.kubernetes.io/component": "metering-collector"}
 METADATA_SERVICE = "169.254.169.254/32"
 HF_TOKEN_SECRET = "hf-token"
-API_KEY_SECRET = "api-key"
 # A replica gets its GPUs' share of the node's CPU and memory, less room for
 # daemonsets, capped at what an engine uses: more would only strand capacity.
 SYSTEM_HEADROOM = Decimal("0.8")
@@ -63,6 +79,16 @@ class RenderContext:
     @property
     def selector(self) -> dict[str, str]:
         return {"app.kubernetes.io/instance": self.spec.name, "privend.io/endpoint": self.spec.name}
+
+    @property
+    def gateway_labels(self) -> dict[str, str]:
+        # A different instance label from the engine's: the engine Service never selects gateway pods.
+        return {**self.labels, "app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "gateway",
+                "app.kubernetes.io/instance": f"{self.spec.name}-gateway"}
+
+    @property
+    def gateway_selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/instance": f"{self.spec.name}-gateway", "privend.io/endpoint": self.spec.name}
 
     def meta(self, name: str, **extra) -> dict:
         return {"name": name, "namespace": self.names.namespace, "labels": self.labels, **extra}
@@ -110,7 +136,7 @@ def tgi_environment(spec: EndpointSpec, engine: EngineImage, cache_dir: str, wit
         {"name": "HUGGINGFACE_HUB_CACHE", "value": cache_dir},
         # TGI reports usage to Hugging Face unless told otherwise; a private endpoint must not.
         {"name": "USAGE_STATS", "value": "off"},
-        _secret_env("API_KEY", API_KEY_SECRET, "API_KEY"),
+        # No API_KEY: the gateway authenticates every request, and only the gateway reaches the engine.
     ]
     env.insert(3, {"name": "QUANTIZE", "value": spec.quantize} if spec.quantize else {"name": "DTYPE", "value": spec.dtype or "bfloat16"})
     if with_hf_token:
@@ -131,7 +157,6 @@ def vllm_container_args(spec: EndpointSpec, engine: EngineImage, cache_dir: str)
     ]
     args += ["--quantization", spec.quantize] if spec.quantize else ["--dtype", spec.dtype or "bfloat16"]
     env = [
-        _secret_env("VLLM_API_KEY", API_KEY_SECRET, "API_KEY"),
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "DO_NOT_TRACK", "value": "1"},
         {"name": "HF_HOME", "value": cache_dir},
@@ -157,18 +182,35 @@ def network_policies(ctx: RenderContext, hub_egress: bool) -> list[dict]:
     port = ctx.engine.port
     lb_cidrs = [str(s.load_balancers) for s in plan_subnets(ctx.cfg.vpc_cidr, ctx.cfg.az_count)]
     pods = {"matchLabels": ctx.selector}
+    gateway_pods = {"matchLabels": ctx.gateway_selector}
 
     def policy(name: str, spec: dict) -> dict:
         return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": ctx.meta(name), "spec": spec}
 
     policies = [
         policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
-        # Only the endpoint's own load balancer reaches the engine: NLB IP targets see
+        # Only the endpoint's own load balancer reaches the gateway: NLB IP targets see
         # traffic from the load balancer subnets, never from another namespace.
         policy("allow-serving", {
-            "podSelector": pods, "policyTypes": ["Ingress"],
+            "podSelector": gateway_pods, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"ipBlock": {"cidr": c}} for c in lb_cidrs],
-                         "ports": [{"protocol": "TCP", "port": port}]}],
+                         "ports": [{"protocol": "TCP", "port": GATEWAY_PORT}]}],
+        }),
+        # The engine takes requests only from its own gateway (pod labels, in this namespace).
+        policy("allow-gateway-to-engine", {
+            "podSelector": pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": gateway_pods}], "ports": [{"protocol": "TCP", "port": port}]}],
+        }),
+        policy("allow-gateway-egress-to-engine", {
+            "podSelector": gateway_pods, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": pods}], "ports": [{"protocol": "TCP", "port": port}]}],
+        }),
+        # KEDA's operator reads the gateway's pending requests to wake the engine from zero.
+        policy("allow-autoscaler-to-gateway-metrics", {
+            "podSelector": gateway_pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": KEDA_NAMESPACE}},
+                                   "podSelector": {"matchLabels": dict(KEDA_OPERATOR_LABELS)}}],
+                         "ports": [{"protocol": "TCP", "port": GATEWAY_METRICS_PORT}]}],
         }),
         # Metering: only the collector's pods (namespace AND pod labels, in one peer) reach the
         # engine port. They are not host-networked, so the VPC CNI's policy agent sees pod
@@ -200,10 +242,12 @@ def network_policies(ctx: RenderContext, hub_egress: bool) -> list[dict]:
 
 def resource_quota(ctx: RenderContext) -> dict:
     per = replica_resources(ctx.spec, ctx.cfg)["limits"]
-    # One replica more than MAX so a rolling update can surge.
-    pods = ctx.spec.max_replicas + 1
-    cpu = int(per["cpu"]) * pods + 1
-    memory = int(per["memory"].removesuffix("Gi")) * pods + 1
+    # One replica more than MAX so a rolling update can surge; the gateway's replicas and their surge on top.
+    engine_pods = ctx.spec.max_replicas + 1
+    gateway_pods = GATEWAY_REPLICAS + 1
+    pods = engine_pods + gateway_pods
+    cpu = int(per["cpu"]) * engine_pods + GATEWAY_CPU_LIMIT * gateway_pods + 1
+    memory = int(per["memory"].removesuffix("Gi")) * engine_pods + GATEWAY_MEMORY_GIB_LIMIT * gateway_pods + 1
     return {
         "apiVersion": "v1", "kind": "ResourceQuota", "metadata": ctx.meta("endpoint-quota"),
         "spec": {"hard": {
@@ -336,19 +380,17 @@ def scaled_object(ctx: RenderContext, load_balancer_arn_suffix: str | None = Non
             "awsRegion": ctx.cfg.region, "identityOwner": "operator",
         },
     }]
-    if spec.scale_to_zero and load_balancer_arn_suffix:
-        # With no replica there is no queue to measure: new connections at the
-        # load balancer are what wakes the endpoint up.
+    if spec.scale_to_zero:
+        # With no replica there is no queue to measure: requests the gateway holds are what wakes
+        # the endpoint up. Through the gateway Service KEDA reads one gateway replica at a time:
+        # any held request there is enough to activate (activation at > 0).
+        url = (f"http://{GATEWAY_SERVICE}.{ctx.names.namespace}.svc.cluster.local:{GATEWAY_METRICS_PORT}"
+               f"/stats?filter=^{gateway.PENDING_REQUESTS_STAT}$&format=json")
         triggers.append({
-            "type": "aws-cloudwatch",
-            "name": "wake-on-connection",
-            "metadata": {
-                "namespace": "AWS/NetworkELB", "metricName": "NewFlowCount",
-                "dimensionName": "LoadBalancer", "dimensionValue": load_balancer_arn_suffix,
-                "metricStat": "Sum", "metricStatPeriod": "60", "targetMetricValue": "1000",
-                "activationTargetMetricValue": "0", "minMetricValue": "0",
-                "awsRegion": ctx.cfg.region, "identityOwner": "operator",
-            },
+            "type": "metrics-api",
+            "name": "gateway-pending-requests",
+            "metadata": {"url": url, "format": "json", "valueLocation": "stats.0.value",
+                         "targetValue": str(policy.queue_target), "activationTargetValue": "0"},
         })
     metadata = ctx.meta("engine")
     if spec.suspended:
@@ -371,7 +413,7 @@ def target_group_binding(ctx: RenderContext, target_group_arn: str) -> dict:
     return {
         "apiVersion": "elbv2.k8s.aws/v1beta1", "kind": "TargetGroupBinding", "metadata": ctx.meta("engine"),
         "spec": {
-            "serviceRef": {"name": ctx.names.service, "port": SERVICE_PORT},
+            "serviceRef": {"name": GATEWAY_SERVICE, "port": SERVICE_PORT},
             "targetGroupARN": target_group_arn,
             "targetType": "ip",
         },
@@ -396,9 +438,120 @@ def render_endpoint(spec: EndpointSpec, cfg: EnvironmentConfig, *, with_hf_token
     ctx = context(spec, cfg)
     hub = not spec.baked
     objects = [namespace(ctx), *network_policies(ctx, hub), resource_quota(ctx), limit_range(ctx), service_account(ctx)]
-    objects.append(secret_shell(ctx, API_KEY_SECRET, "API_KEY"))
+    objects.append(secret_shell(ctx, GATEWAY_KEYS_SECRET, gateway.ROUTES_FILE))
     if with_hf_token and hub:
         objects.append(secret_shell(ctx, HF_TOKEN_SECRET, "HF_TOKEN"))
     objects += [deployment(ctx, with_hf_token), service(ctx), disruption_budget(ctx),
+                gateway_config_map(ctx), gateway_deployment(ctx), gateway_service(ctx), gateway_disruption_budget(ctx),
                 scaled_object(ctx, load_balancer_arn_suffix), target_group_binding(ctx, target_group_arn)]
     return objects
+
+
+# ----------------------------------------------------------------------------- the gateway (front door)
+
+def gateway_limits(spec: EndpointSpec) -> gateway.GatewayLimits:
+    return gateway.GatewayLimits(
+        cold_start_wait_seconds=spec.cold_start_wait_seconds,
+        max_request_body_bytes=spec.max_request_body_bytes,
+        max_request_headers_kib=spec.max_request_headers_kib,
+        idle_timeout_seconds=spec.idle_timeout_seconds,
+        response_timeout_seconds=spec.response_timeout_seconds,
+        max_concurrent_requests=spec.max_concurrent_requests,
+    )
+
+
+def gateway_bootstrap(ctx: RenderContext) -> dict:
+    """The gateway's envoy.yaml: the engine by its Service name, the keys where the Secret is mounted."""
+    engine_host = f"{ctx.names.service}.{ctx.names.namespace}.svc.cluster.local"
+    return gateway.bootstrap(gateway_limits(ctx.spec), engine_host, SERVICE_PORT,
+                             node=f"{ctx.cfg.environment}-{ctx.spec.name}")
+
+
+def gateway_key_routes(spec: EndpointSpec, secrets: dict[str, str], version: str = "1") -> dict:
+    """routes.yaml for the keys the spec lists, with the secrets the stack holds (key material: a Secret only)."""
+    keys = [gateway.KeyRoute(k.name, secrets[k.name], k.rate_limit_per_minute)
+            for k in spec.api_keys if k.name in secrets]
+    return gateway.key_routes(keys, gateway_limits(spec), version)
+
+
+def gateway_config_map(ctx: RenderContext) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": ctx.meta(GATEWAY_CONFIG, labels=ctx.gateway_labels),
+            "data": {"envoy.yaml": yaml.safe_dump(gateway_bootstrap(ctx), sort_keys=True)}}
+
+
+def gateway_deployment(ctx: RenderContext) -> dict:
+    probe = {"httpGet": {"path": gateway.READY_PATH, "port": "http"}, "periodSeconds": 5}
+    container = {
+        "name": "envoy",
+        "image": ENVOY_IMAGE,
+        # The binary itself, not the image's entrypoint script (which may switch users).
+        "command": ["envoy"],
+        "args": ["-c", f"{gateway.CONFIG_DIR}/envoy.yaml", *gateway.ENVOY_ARGS, "--log-level", "warn"],
+        "workingDir": gateway.CONFIG_DIR,  # envoy.yaml names the keys directory relative to it
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": GATEWAY_METRICS_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
+                      "limits": {"cpu": str(GATEWAY_CPU_LIMIT), "memory": f"{GATEWAY_MEMORY_GIB_LIMIT}Gi"}},
+        "startupProbe": {**probe, "failureThreshold": 24},
+        "readinessProbe": {**probe, "failureThreshold": 2},
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 3},
+        "securityContext": {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": gateway.CONFIG_DIR, "readOnly": True},
+            # A directory mount, not subPath: the kubelet's atomic swap of the Secret is what Envoy watches.
+            {"name": "keys", "mountPath": f"{gateway.CONFIG_DIR}/{gateway.KEYS_DIR}", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    spread = {"labelSelector": {"matchLabels": ctx.gateway_selector}, "maxSkew": 1}
+    pod = {
+        "serviceAccountName": ctx.names.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": GATEWAY_UID, "runAsGroup": GATEWAY_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        # CPU work on the system pool: never a GPU node.
+        "nodeSelector": {POOL_LABEL: SYSTEM_POOL},
+        "topologySpreadConstraints": [
+            {**spread, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+            {**spread, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"},
+        ],
+        # Long enough for held and streaming requests to finish on a rollout.
+        "terminationGracePeriodSeconds": 60,
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": GATEWAY_CONFIG}},
+            {"name": "keys", "secret": {"secretName": GATEWAY_KEYS_SECRET}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": ctx.meta("gateway", labels=ctx.gateway_labels),
+        "spec": {
+            "replicas": GATEWAY_REPLICAS,
+            "selector": {"matchLabels": ctx.gateway_selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": ctx.gateway_labels}, "spec": pod},
+        },
+    }
+
+
+def gateway_service(ctx: RenderContext) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": ctx.meta(GATEWAY_SERVICE, labels=ctx.gateway_labels),
+        "spec": {"type": "ClusterIP", "selector": ctx.gateway_selector,
+                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
+                           {"name": "metrics", "port": GATEWAY_METRICS_PORT, "targetPort": "metrics",
+                            "protocol": "TCP"}]},
+    }
+
+
+def gateway_disruption_budget(ctx: RenderContext) -> dict:
+    # One of the two replicas stays up through node drains.
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": ctx.meta("gateway", labels=ctx.gateway_labels),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": ctx.gateway_selector}},
+    }

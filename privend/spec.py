@@ -35,6 +35,14 @@ MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 REVISION = re.compile(r"^[\w.-][\w./-]{0,99}$")
 QUANTIZATIONS = ("awq", "gptq", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "eetq", "fp8")
 MAX_REPLICAS = 64
+COLD_START_WAIT_DEFAULT = 600
+COLD_START_WAIT_MAX = 3600
+# Limits at the door; defaults every endpoint gets.
+MAX_REQUEST_BODY_BYTES = 4 * 1024 * 1024
+MAX_REQUEST_HEADERS_KIB = 64
+IDLE_TIMEOUT_SECONDS = 300
+RESPONSE_TIMEOUT_SECONDS = 600
+MAX_CONCURRENT_REQUESTS_AT_DOOR = 1024
 # A baked image: the engine with one model's weights built in, pinned by digest.
 # The subscription plan of an endpoint created without --plan (stacks/plans.yaml).
 DEFAULT_PLAN = "standard"
@@ -91,6 +99,8 @@ class EndpointRequest(_Spec):
     max_total_tokens: int | None = Field(default=None, ge=2)
     gpus_per_replica: int | None = Field(default=None, ge=1, le=8)
     image: str = "stock"  # "stock", or a baked image reference pinned by digest
+    # The front door (privend.gateway): how long a request waits for a replica during a cold start.
+    cold_start_wait_seconds: int = Field(default=COLD_START_WAIT_DEFAULT, ge=1, le=COLD_START_WAIT_MAX)
 
     @field_validator("model")
     @classmethod
@@ -159,6 +169,13 @@ class EndpointSpec(_Spec):
     tenant_account: str
     allowed_principals: list[str]
     suspended: bool = False  # set only on what sync deploys for a hard-capped endpoint
+    # The gateway's limits (privend.gateway.GatewayLimits); defaults so specs stored before the gateway load.
+    cold_start_wait_seconds: int = COLD_START_WAIT_DEFAULT
+    max_request_body_bytes: int = MAX_REQUEST_BODY_BYTES
+    max_request_headers_kib: int = MAX_REQUEST_HEADERS_KIB
+    idle_timeout_seconds: int = IDLE_TIMEOUT_SECONDS
+    response_timeout_seconds: int = RESPONSE_TIMEOUT_SECONDS
+    max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS_AT_DOOR
     # The endpoint's active API keys, sorted by name: a key created or revoked changes the spec, so
     # `sync` rolls it out (the gateway's key Secret changes; its pods and the engine's do not).
     api_keys: list[GatewayKey] = Field(default_factory=list)
@@ -183,6 +200,7 @@ class EndpointSpec(_Spec):
             "max_replicas": self.max_replicas, "plan": self.plan, "quantize": self.quantize,
             "max_input_tokens": self.max_input_tokens, "max_total_tokens": self.max_total_tokens,
             "gpus_per_replica": self.gpus_per_replica, "image": self.image,
+            "cold_start_wait_seconds": self.cold_start_wait_seconds,
         }
         model_changed = changes.get("model") not in (None, self.model) or changes.get("pool") not in (None, self.pool) \
             or changes.get("quantize") not in (None, self.quantize)
@@ -216,6 +234,14 @@ def parse_replicas(text: str) -> tuple[int, int]:
     if high > MAX_REPLICAS:
         raise InputError(f"--replicas {text!r}: MAX ({high}) is above the limit of {MAX_REPLICAS}")
     return low, high
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """`90s`, `10m`, `1h` or bare seconds -> seconds."""
+    match = re.fullmatch(r"(\d+)\s*([smh]?)", text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise InputError(f"{flag} {text!r} must be a duration like 90s, 10m or 1h")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def _first_error(exc: ValidationError, what: str) -> InputError:
@@ -314,6 +340,7 @@ def build_spec(request: EndpointRequest, tenant: TenantSpec, cfg: EnvironmentCon
         max_input_tokens=size.max_input_tokens,
         max_total_tokens=size.max_total_tokens,
         image=request.image,
+        cold_start_wait_seconds=request.cold_start_wait_seconds,
         tenant_account=tenant.aws_account,
         allowed_principals=tenant.allowed_principals,
     )

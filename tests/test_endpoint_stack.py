@@ -26,7 +26,8 @@ def test_load_balancer_is_internal_nlb_in_load_balancer_subnets(fleet, platform_
     tg = _one(plan, "aws:lb/targetGroup:TargetGroup")
     assert tg.inputs["targetType"] == "ip"
     assert tg.inputs["port"] == 8080
-    assert tg.inputs["healthCheck"]["path"] == "/health"
+    # The targets are the gateway pods, which answer their own readiness.
+    assert tg.inputs["healthCheck"]["path"] == "/gateway/ready"
     assert len(tg.inputs["name"]) <= 32
 
 
@@ -57,13 +58,13 @@ def test_secrets_come_from_pulumi_secrets_and_never_appear_in_inputs(fleet):
 
     spec, plan = fleet("dev")["chat"]
     secrets = {r.inputs["metadata"]["name"]: r for r in plan.by_type("kubernetes:core/v1:Secret")}
-    assert set(secrets) == {"api-key", "hf-token"}
+    # The engine has no API key of its own any more: the gateway's key routes are the Secret.
+    assert set(secrets) == {"gateway-keys", "hf-token"}
     assert all(r.secret_paths == ["stringData"] and r.inputs["stringData"] == "[secret]" for r in secrets.values())
-    api_key = _one(plan, "random:index/randomPassword:RandomPassword")
     output = plan_json([plan])
     assert OFFLINE_HF_TOKEN not in output
-    assert api_key.outputs["result"] not in output
-    assert plan.outputs["apiKey"] == "[secret]"
+    assert "Bearer" not in output
+    assert "apiKey" not in plan.outputs
 
 
 def test_every_endpoint_aws_resource_carries_tenant_and_endpoint_tags(fleet):

@@ -210,3 +210,25 @@ def test_oversized_headers_are_refused(tmp_path, upstream):
         status, _, _ = gw.request(key=ALICE.secret, headers={"x-big": "y" * 10_000})
     assert status == 431
     assert upstream.seen == []
+
+
+def test_past_the_concurrent_request_cap_requests_are_refused_at_once_with_503_and_retry_after(tmp_path):
+    absent = Upstream()
+    limits = GatewayLimits(cold_start_wait_seconds=3, retry_interval_ms=100, max_concurrent_requests=2)
+    results: list[tuple[int, int, dict, float]] = []
+
+    def send(index: int) -> None:
+        started = time.monotonic()
+        status, headers, _ = gw.request(key=ALICE.secret)
+        results.append((index, status, headers, time.monotonic() - started))
+
+    with Gateway(tmp_path, limits, absent.port, [ALICE]) as gw:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+            time.sleep(0.2)  # the first two are held before the others arrive
+        for t in threads:
+            t.join()
+    by_index = {i: (status, headers, took) for i, status, headers, took in results}
+    assert all(status == 503 and headers["retry-after"] == "30" for status, headers, _ in by_index.values())
+    assert [took > 2 for _, _, took in (by_index[i] for i in range(4))] == [True, True, False, False]

@@ -35,6 +35,7 @@ def test_tgi_bakes_weights_with_the_servers_own_downloader():
 def test_the_engine_runs_as_the_same_high_uid_in_the_image_and_the_pod(engine):
     """checkov CKV_K8S_40: containers run as a UID of at least 10000, so none matches a user of the node."""
     from privend.config import load_environment
+    from privend.naming import endpoint_names
     from privend.render import ENGINE_UID, render_endpoint
     from privend.spec import build_spec, validate_request, validate_tenant
 
@@ -42,7 +43,9 @@ def test_the_engine_runs_as_the_same_high_uid_in_the_image_and_the_pod(engine):
     tenant = validate_tenant(name="acme", aws_account="111122223333")
     spec = build_spec(validate_request(name="chat", tenant="acme", model="meta-llama/Llama-3.1-8B-Instruct",
                                        engine=engine, pool=cfg.gpu_pools[0].name), tenant, cfg)
-    [deployment] = [o for o in render_endpoint(spec, cfg) if o["kind"] == "Deployment"]
+    engine_name = endpoint_names(cfg.environment, spec.name).deployment
+    [deployment] = [o for o in render_endpoint(spec, cfg)
+                    if o["kind"] == "Deployment" and o["metadata"]["name"] == engine_name]
     pod = deployment["spec"]["template"]["spec"]
     assert ENGINE_UID >= 10000
     assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["runAsGroup"] == ENGINE_UID
@@ -51,3 +54,18 @@ def test_the_engine_runs_as_the_same_high_uid_in_the_image_and_the_pod(engine):
         assert container["securityContext"]["runAsGroup"] >= 10000
     text = (IMAGES / engine / "Dockerfile").read_text()
     assert f"USER {ENGINE_UID}:{ENGINE_UID}" in text
+
+
+def test_the_gateway_runs_as_a_high_uid_too():
+    """checkov CKV_K8S_40 holds for the gateway container as for the engine's."""
+    from privend.config import load_environment
+    from privend.render import GATEWAY_UID, render_endpoint
+    from privend.spec import build_spec, validate_request, validate_tenant
+
+    cfg = load_environment("dev")
+    tenant = validate_tenant(name="acme", aws_account="111122223333")
+    spec = build_spec(validate_request(name="chat", tenant="acme", model="meta-llama/Llama-3.1-8B-Instruct"), tenant, cfg)
+    [gateway] = [o for o in render_endpoint(spec, cfg) if o["kind"] == "Deployment" and "gateway" in o["metadata"]["name"]]
+    pod = gateway["spec"]["template"]["spec"]
+    assert GATEWAY_UID >= 10000
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (GATEWAY_UID, GATEWAY_UID)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +60,8 @@ def test_no_network_policy_admits_another_endpoints_namespace(fleet):
 
 def test_dedicated_pods_tolerate_only_their_own_tenant_taint(fleet):
     for spec, plan in fleet("dev").values():
-        (deployment,) = plan.by_type("kubernetes:apps/v1:Deployment")
+        (deployment,) = [d for d in plan.by_type("kubernetes:apps/v1:Deployment")
+                         if d.inputs["metadata"]["name"] != "gateway"]
         tolerations = deployment.inputs["spec"]["template"]["spec"]["tolerations"]
         tenant_tolerations = [t for t in tolerations if t["key"] == "privend.io/tenant"]
         if spec.tier == "dedicated":
@@ -107,6 +109,33 @@ def test_generated_tenants_never_share_namespaces_names_or_principals(pairs):
         assert {o["metadata"].get("namespace", o["metadata"]["name"]) for o in objects} == {own_ns}
         assert all(p.split(":")[4] == next(t for n, t in pairs if n == name).aws_account
                    for p in spec.allowed_principals)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tenants_and_endpoints())
+def test_generated_gateways_are_one_per_endpoint_and_reach_only_their_own_engine(pairs):
+    cfg = load_environment("dev")
+    gateways = {}
+    for name, tenant in pairs:
+        spec = build_spec(validate_request(name=name, tenant=tenant.name, model="meta-llama/Llama-3.1-8B-Instruct"),
+                          tenant, cfg)
+        objects = render_endpoint(spec, cfg)
+        own_ns = endpoint_names(cfg.environment, name).namespace
+        (gateway,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "gateway"]
+        assert gateway["metadata"]["namespace"] == own_ns
+        engine_host = yaml.safe_load(next(o for o in objects if o["kind"] == "ConfigMap")["data"]["envoy.yaml"])
+        (engine_cluster,) = [c for c in engine_host["static_resources"]["clusters"] if c["name"] == "engine"]
+        address = engine_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        # The gateway's only upstream is its own endpoint's engine Service, in its own namespace.
+        assert address["socket_address"]["address"].endswith(f".{own_ns}.svc.cluster.local")
+        policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+        (rule,) = policies["allow-gateway-to-engine"]["ingress"]
+        (peer,) = rule["from"]
+        assert set(peer) == {"podSelector"}  # same namespace only
+        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == f"{name}-gateway"
+        gateways[name] = gateway["spec"]["selector"]["matchLabels"]
+    selectors = [tuple(sorted(s.items())) for s in gateways.values()]
+    assert len(set(selectors)) == len(selectors)
 
 
 def test_derived_names_fit_limits_for_the_longest_accepted_ids():

@@ -73,13 +73,13 @@ def test_exported_files_round_trip_and_hold_no_secret_values(tmp_path):
     paths = write_manifests(spec, cfg, tmp_path)
     assert [yaml.safe_load(p.read_text()) for p in paths] == objects
     secrets = [o for o in objects if o["kind"] == "Secret"]
-    assert {s["metadata"]["name"] for s in secrets} == {"api-key", "hf-token"}
+    assert {s["metadata"]["name"] for s in secrets} == {"gateway-keys", "hf-token"}
     assert all("data" not in s and "stringData" not in s for s in secrets)
     assert not list(tmp_path.glob(".tmp-*"))
 
 
 def _container(objects):
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != "gateway")
     return deployment["spec"]["template"]["spec"], deployment["spec"]["template"]["spec"]["containers"][0]
 
 
@@ -94,9 +94,9 @@ def test_tgi_is_configured_only_through_documented_launcher_variables():
     assert env["USAGE_STATS"]["value"] == "off"
     assert env["NUM_SHARD"]["value"] == str(spec.gpus_per_replica) == "4"
     assert env["MODEL_ID"]["value"] == "meta-llama/Llama-3.1-70B-Instruct"
-    assert env["API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "api-key", "key": "API_KEY"}
+    # The gateway authenticates; the engine takes no API key.
+    assert "API_KEY" not in env
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN"}
-    assert "value" not in env["API_KEY"]
     assert "value" not in env["HF_TOKEN"]
 
 
@@ -140,7 +140,7 @@ def test_vllm_gets_the_same_spec_through_its_flags_with_usage_stats_off():
     assert flags["--max-model-len"] == str(spec.max_total_tokens)
     env = {e["name"]: e for e in container["env"]}
     assert env["VLLM_NO_USAGE_STATS"]["value"] == "1"
-    assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "api-key"
+    assert "VLLM_API_KEY" not in env
 
 
 def test_namespace_enforces_restricted_pod_security():
@@ -149,11 +149,16 @@ def test_namespace_enforces_restricted_pod_security():
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_scale_to_zero_wakes_on_load_balancer_connections():
+def test_scale_to_zero_wakes_on_the_gateways_pending_requests():
     _, _, objects = _objects(VARIANTS[1])
     scaled = next(o for o in objects if o["kind"] == "ScaledObject")
     assert scaled["spec"]["minReplicaCount"] == 0
-    assert [t["name"] for t in scaled["spec"]["triggers"]] == ["queue-depth", "wake-on-connection"]
+    assert [t["name"] for t in scaled["spec"]["triggers"]] == ["queue-depth", "gateway-pending-requests"]
+    wake = scaled["spec"]["triggers"][1]
+    assert wake["type"] == "metrics-api"
+    assert wake["metadata"]["url"] == ("http://gateway.ep-chat.svc.cluster.local:9102"
+                                       "/stats?filter=^http.ingress.downstream_rq_active$&format=json")
+    assert (wake["metadata"]["valueLocation"], wake["metadata"]["activationTargetValue"]) == ("stats.0.value", "0")
 
 
 def test_baked_image_needs_no_model_hub_and_no_token():

@@ -238,14 +238,19 @@ def test_endpoint_admits_exactly_the_metering_collector_on_the_engine_port(fleet
 
 
 def test_no_endpoint_policy_admits_any_other_namespace(fleet):
+    # Other namespaces: the metering collector, and KEDA's operator (to the gateway's metrics port only).
+    # In the endpoint's own namespace: only its gateway, to the engine.
+    allowed = {metering.NAMESPACE: "allow-metrics-scraper", render.KEDA_NAMESPACE: "allow-autoscaler-to-gateway-metrics"}
     for name, (_, plan) in fleet("dev").items():
         for policy in plan.by_type(POLICY):
+            policy_name = policy.inputs["metadata"]["name"]
             for rule in policy.inputs["spec"].get("ingress", []):
                 for peer in rule["from"]:
                     if "namespaceSelector" in peer:
-                        assert peer["namespaceSelector"] == {
-                            "matchLabels": {"kubernetes.io/metadata.name": metering.NAMESPACE}}, (name, policy.name)
+                        (namespace,) = peer["namespaceSelector"]["matchLabels"].values()
+                        assert allowed.get(namespace) == policy_name, (name, policy.name)
                         assert peer["podSelector"]["matchLabels"], (name, policy.name)  # never a whole namespace
-                    else:
-                        assert "podSelector" not in peer, (name, policy.name)  # no peer in the endpoint's own namespace
+                    elif "podSelector" in peer:
+                        assert policy_name == "allow-gateway-to-engine", (name, policy.name)
+                        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == f"{name}-gateway"
     assert render.METERING_NAMESPACE == metering.NAMESPACE == "privend-metering"

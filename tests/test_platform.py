@@ -210,6 +210,8 @@ UNTAGGABLE = {
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:iam/rolePolicy:RolePolicy",
     "aws:autoscaling/tag:Tag",
+    "aws:acm/certificateValidation:CertificateValidation",
+    "aws:route53/record:Record",
 }
 
 

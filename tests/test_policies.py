@@ -149,6 +149,23 @@ def test_public_load_balancer_is_caught(fleet, platform_plan, monkeypatch):
     assert violation.message == "load balancer chat-nlb is internet-facing"
 
 
+@pytest.mark.parametrize("protocol", ["TCP", "HTTP"])
+def test_plain_tcp_or_http_serving_listener_is_caught(fleet, protocol):
+    _, plan = fleet("dev")["chat"]
+    broken = _mutated(plan, "aws:lb/listener:Listener", lambda i: i.update(protocol=protocol, port=80))
+    (violation,) = _violations_for([broken], "tls-serving-listener")
+    assert violation.message == f"listener chat-listener serves {protocol}, not TLS"
+
+
+def test_tls_listener_without_a_tls13_policy_or_certificate_is_caught(fleet):
+    _, plan = fleet("dev")["chat"]
+    broken = _mutated(plan, "aws:lb/listener:Listener",
+                      lambda i: (i.update(sslPolicy="ELBSecurityPolicy-2016-08"), i.pop("certificateArn")))
+    messages = sorted(v.message for v in _violations_for([broken], "tls-serving-listener"))
+    assert messages == ["listener chat-listener has no TLS 1.3 security policy",
+                        "listener chat-listener has no certificate"]
+
+
 def test_security_group_open_to_the_world_on_the_serving_port_is_caught(fleet):
     _, plan = fleet("dev")["chat"]
     broken = _mutated(plan, "aws:ec2/securityGroup:SecurityGroup",

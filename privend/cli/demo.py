@@ -60,7 +60,8 @@ def demo(app: App, env: str, home: Path | None, verbose: bool) -> None:
         for name, tenant, changes in SAMPLE_ENDPOINTS:
             created = endpoints.create_endpoint(sample, endpoints.CreateEndpoint(
                 env=env, name=name, tenant=tenant, changes=changes, deploy=False, check_quota=False))
-            render_endpoint(created, costs=verbose)  # says it was recorded, not deployed
+            render_endpoint(created, costs=verbose, deployment=False)
+        click.echo(f"recorded, not deployed: `privend endpoint sync --env {env}` deploys them")
         render_list(endpoints.list_endpoints(sample, env), env, "table")
         _step("offline plan of the platform stack and every endpoint stack, with the guardrails")
         planned = stacks.plan_environment(sample, env)

@@ -14,7 +14,7 @@ from privend.errors import PrivendError
 from privend.service import endpoints, keys
 from privend.service.app import App
 from privend.service.endpoints import Deployment, EndpointView, SpecChanges
-from privend.spec import DEFAULT_PLAN, QUANTIZATIONS, parse_replicas
+from privend.spec import DEFAULT_PLAN, QUANTIZATIONS, parse_duration, parse_replicas
 from privend.values import ENGINES
 
 
@@ -40,6 +40,8 @@ def _spec_options(func=None, *, model_required: bool = False):
         click.option("--gpus-per-replica", type=Count(min=1), help="Required for models outside the catalog."),
         click.option("--image", help="'stock' (default), or a baked image with the weights built in, "
                                      "pinned by digest: registry/repo@sha256:<digest> (see images/)."),
+        click.option("--cold-start-wait", help="How long the gateway holds a request while no replica is ready "
+                                               "(90s, 10m, 1h; default 10m, at most 1h); then 503 with Retry-After."),
         click.option("--no-deploy", is_flag=True, help="Record the change only; `endpoint sync` deploys it."),
     ]
     for option in reversed(options):
@@ -48,13 +50,15 @@ def _spec_options(func=None, *, model_required: bool = False):
 
 
 def _changes(model, revision, engine, pool, replicas, plan_name, quantize, max_input_tokens, max_total_tokens,
-             gpus_per_replica, image) -> SpecChanges:
+             gpus_per_replica, image, cold_start_wait=None) -> SpecChanges:
     low = high = None
     if replicas is not None:
         low, high = parse_replicas(replicas)
+    wait = parse_duration(cold_start_wait, "--cold-start-wait") if cold_start_wait is not None else None
     return SpecChanges(model=model, revision=revision, engine=engine, pool=pool, min_replicas=low,
                        max_replicas=high, plan=plan_name, quantize=quantize, max_input_tokens=max_input_tokens,
-                       max_total_tokens=max_total_tokens, gpus_per_replica=gpus_per_replica, image=image)
+                       max_total_tokens=max_total_tokens, gpus_per_replica=gpus_per_replica, image=image,
+                       cold_start_wait_seconds=wait)
 
 
 def _endpoint_json(view: EndpointView) -> dict:
@@ -157,7 +161,7 @@ def _cost_json(admission) -> dict | None:
             "privatelink_monthly": str(c.privatelink_monthly), "dedicated_monthly": str(c.baseline_total_monthly)}
 
 
-def render_created(created: endpoints.CreatedEndpoint, costs: bool = True) -> None:
+def render_created(created: endpoints.CreatedEndpoint, costs: bool = True, deployment: bool = True) -> None:
     spec = created.spec
     click.echo(
         f"created endpoint '{spec.name}' for tenant '{spec.tenant}' in env {spec.env}: {spec.model} on pool {spec.pool}, "
@@ -170,7 +174,8 @@ def render_created(created: endpoints.CreatedEndpoint, costs: bool = True) -> No
                                                       if spec.plan == DEFAULT_PLAN else ""))
     if created.quota_notice:
         click.echo(created.quota_notice, err=True)
-    _report(created.deployment)
+    if deployment:
+        _report(created.deployment)
 
 
 @endpoint.command("update")
@@ -291,7 +296,8 @@ def show(app: App, name, env, fmt) -> None:
         return
     rows = [(k, v) for k, v in data.items() if k not in ("spec", "subscription", "replicas")]
     rows.append(("replicas", f"{data['replicas']['min']}..{data['replicas']['max']}"))
-    rows += [(f"spec.{k}", ", ".join(v) if isinstance(v, list) else v) for k, v in sorted(spec.items())]
+    rows += [(f"spec.{k}", ", ".join(str(x["name"]) if isinstance(x, dict) else str(x) for x in v)
+              if isinstance(v, list) else v) for k, v in sorted(spec.items())]
     rows += [("subscription", f"{s['plan']}: {s['start']} .. {s['end'] or 'open'}") for s in data["subscription"]]
     emit_table(f"endpoint {name}", ["field", "value"], rows)
 

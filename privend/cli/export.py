@@ -23,9 +23,10 @@ def export() -> None:
 @env_option
 @pass_app
 def manifests(app: App, endpoint, out_dir, env) -> None:
-    """Write the endpoint's Kubernetes objects, one YAML file each (Secrets without values)."""
+    """Write the endpoint's Kubernetes objects, one YAML file each (Secrets without values), and gateway/envoy.yaml."""
     exported = stacks.export_manifests(app, env, endpoint, out_dir)
-    click.echo(f"wrote {len(exported.written)} manifests for endpoint '{endpoint}' to {out_dir}")
+    click.echo(f"wrote {len(exported.manifests)} manifests and the gateway's Envoy config ({exported.gateway[0]}) "
+               f"for endpoint '{endpoint}' to {out_dir}")
     if exported.with_placeholders:
         names = ", ".join(p.name for p in exported.with_placeholders)
         click.echo(f"warning: {names} hold offline placeholders (target group ARN, load balancer dimension), "

@@ -54,6 +54,7 @@ class SpecChanges:
     max_total_tokens: int | None = None
     gpus_per_replica: int | None = None
     image: str | None = None
+    cold_start_wait_seconds: int | None = None
 
     def given(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from privend.manifests import placeholders_in, write_manifests
+from privend.manifests import placeholders_in, write_gateway_config, write_manifests
 from privend.service.app import App
 from privend.spec import EndpointSpec
 from privend.values import EndpointStatus
@@ -52,14 +52,17 @@ def plan_environment(app: App, env: str, endpoint: str | None = None) -> PlanRep
 
 
 @dataclass(frozen=True)
-class Exported:
-    written: list[Path]
-    with_placeholders: list[Path]  # files that still hold offline placeholders (marked at their top)
+class ExportedManifests:
+    manifests: list[Path]
+    gateway: list[Path]  # gateway/envoy.yaml first, then the placeholders of what it mounts
+    with_placeholders: list[Path]  # manifests that still hold offline placeholders (marked at their top)
 
 
-def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> Exported:
-    """Write the endpoint's Kubernetes objects to `out_dir`, one YAML file each (Secrets without values)."""
+def export_manifests(app: App, env: str, endpoint: str, out_dir: Path) -> ExportedManifests:
+    """Write the endpoint's Kubernetes objects to `out_dir`, one YAML file each (Secrets without values),
+    and its gateway's Envoy config under `gateway/`."""
     cfg = app.environment(env)
     [spec] = registered_specs(app, env, endpoint)
     written = write_manifests(spec, cfg, out_dir)
-    return Exported(written, [p for p in written if placeholders_in(p.read_text(encoding="utf-8"))])
+    return ExportedManifests(written, write_gateway_config(spec, cfg, out_dir),
+                             [p for p in written if placeholders_in(p.read_text(encoding="utf-8"))])
