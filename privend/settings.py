@@ -17,6 +17,7 @@ process environment.
 | `PULUMI_BACKEND_URL` | `pulumi_backend_url`: the state backend | a file backend under `home` |
 | `PULUMI_CONFIG_PASSPHRASE` | `config_passphrase` (secret) | empty |
 | `HF_TOKEN` | `hf_token` (secret): stored only as a Pulumi secret of each endpoint stack | none |
+| `KUBECONFIG` | `kubeconfig`: what `privend doctor` checks for kubectl access | `~/.kube/config` |
 
 The project root is the nearest directory, from the working directory up, that holds
 `Pulumi.yaml` (as git finds `.git`), so `privend` run in a subdirectory of the project uses
@@ -88,6 +89,7 @@ class Settings:
     pulumi_backend_url: str | None = None
     config_passphrase: Secret = field(default_factory=lambda: Secret(""))
     hf_token: Secret | None = None
+    kubeconfig: Path | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
@@ -101,6 +103,7 @@ class Settings:
             return Path(value) if value is not None else None
 
         token = given("HF_TOKEN")
+        kubeconfig = given("KUBECONFIG")
         home = path("PRIVEND_HOME")
         if home is None:
             root = project_root(cwd if cwd is not None else Path.cwd())
@@ -116,6 +119,8 @@ class Settings:
             pulumi_backend_url=given("PULUMI_BACKEND_URL"),
             config_passphrase=Secret(given("PULUMI_CONFIG_PASSPHRASE") or ""),
             hf_token=Secret(token) if token is not None else None,
+            # KUBECONFIG may list several files; the first is the one kubectl writes.
+            kubeconfig=Path(kubeconfig.split(":")[0]) if kubeconfig else None,
         )
 
     def replace(self, **changes: object) -> Settings:

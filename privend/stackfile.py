@@ -239,7 +239,10 @@ def write_stack_file(cfg: EnvironmentConfig, path: Path | str, text: str,
 
 def _atomic_write(path: Path, text: str) -> None:
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise PrivendError(f"{display_path(path)} cannot be written ({exc.strerror or exc}); nothing changed") from None
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             handle.write(text)

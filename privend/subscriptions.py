@@ -6,11 +6,40 @@ has not started yet can be told from one that has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
+from privend.billing.periods import next_period, period_of
 from privend.errors import InputError
 from privend.registry.models import SubscriptionSegment
+
+
+# Subscription dates the registry accepts: none before 2000 (what billing periods cover), none
+# more than a year ahead (a date that far out is a typo, not a plan).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LEAD_LIMIT = timedelta(days=366)
+
+
+def check_date(at: datetime, now: datetime, option: str) -> datetime:
+    """`at` when it is from 2000 on and at most a year ahead of `now`; InputError otherwise."""
+    if at < EARLIEST:
+        raise InputError(f"{option} {at.isoformat()} is before 2000-01-01: subscriptions start from 2000 on")
+    if at > now + LEAD_LIMIT:
+        raise InputError(f"{option} {at.isoformat()} is more than a year ahead (now {now.isoformat(timespec='seconds')})")
+    return at
+
+
+def check_not_finalized(at: datetime, timezone: str, finalized: Iterable[str], option: str) -> None:
+    """Refuse a plan change dated inside a finalized billing period: its invoices never change, so the
+    date could not take effect."""
+    period = period_of(at, timezone)
+    frozen = set(finalized)
+    if period in frozen:
+        later = next_period(period)
+        while later in frozen:
+            later = next_period(later)
+        raise InputError(f"{option} {at.isoformat()} falls in billing period {period}, which is finalized: "
+                         f"a plan change can take effect from {later} on")
 
 
 def switch_plan(segments: Sequence[SubscriptionSegment], plan: str, at: datetime,

@@ -246,7 +246,7 @@ def test_late_events_are_billed_as_adjustments_on_the_first_open_period(registry
     # March re-rated with 600,000 late tokens: 500,000 over -> 1.00 more than was billed.
     load(registry, event("late1", "chat", "2025-03-20T10:00:00Z", 600_000), now=utc(2025, 4, 5))
 
-    april = only_invoice(run(registry, plans, "2025-04", now=utc(2025, 4, 6), finalize=True))
+    april = only_invoice(run(registry, plans, "2025-04", now=utc(2025, 4, 6), finalize=True, force=True))
 
     assert april["lines"][-1] == {"endpoint": "chat", "kind": "adjustment", "plan": "basic",
                                   "quantity": 600_000, "amount": "1.00", "original_period": "2025-03"}

@@ -245,8 +245,8 @@ def test_delete_with_yes_and_no_deploy_marks_deleting_and_ends_the_subscription(
 
 
 def test_endpoint_whose_subscription_has_not_started_can_be_deleted(world):
-    ok("endpoint", "create", "later", "--tenant", "acme", "--model", MODEL_1B, "--start", "2099-01-01T00:00:00Z",
-       "--no-deploy")
+    start = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()  # starts are at most a year ahead
+    ok("endpoint", "create", "later", "--tenant", "acme", "--model", MODEL_1B, "--start", start, "--no-deploy")
     ok("endpoint", "delete", "later", "--yes", "--no-deploy")
     assert by_name("later")["status"] == "deleting"
 

@@ -177,3 +177,17 @@ def test_the_last_billing_period_reconciles(world):
     ok("billing", "reconcile", "--period", "2999-12")
 
 
+
+
+def test_capacity_apply_into_a_stack_directory_that_cannot_be_written_is_one_line_exit_1(world, monkeypatch,
+                                                                                          tmp_path):
+    stacks = private_stacks(monkeypatch, tmp_path)
+    before = (stacks / "Pulumi.dev.yaml").read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("privend.stackfile.tempfile.mkstemp", refuse)
+    result = run("capacity", "apply", "--yes")
+    assert_one_line_error(result, 1, "Pulumi.dev.yaml cannot be written (Permission denied); nothing changed")
+    assert (stacks / "Pulumi.dev.yaml").read_bytes() == before

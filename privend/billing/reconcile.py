@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from privend.billing.periods import check_period, period_of, previous_period
+from privend.billing.periods import check_period, period_bounds, period_of, previous_period
 from privend.billing.plans import Plan, load_plans
 from privend.billing.rating import (
     Line,
@@ -33,7 +33,7 @@ from privend.billing.rating import (
     windows_in_period,
 )
 from privend.billing.suspension import SUSPENDED
-from privend.errors import PrivendError
+from privend.errors import InputError, PrivendError
 from privend.registry import Endpoint, Registry
 from privend.registry.billing import (
     Alert,
@@ -41,6 +41,7 @@ from privend.registry.billing import (
     InvoiceRecord,
     ReconcileCommit,
     StatusChange,
+    from_us,
     to_us,
 )
 
@@ -82,8 +83,13 @@ def reconcile(
     finalize: bool = False,
     plans: dict[str, Plan] | None = None,
     publish: Any = None,
+    force: bool = False,
 ) -> ReconcileResult:
-    """Reconcile `period` of `env` as of `now`; `publish(alert)` sends an outbox entry (SNS), if given."""
+    """Reconcile `period` of `env` as of `now`; `publish(alert)` sends an outbox entry (SNS), if given.
+
+    Finalizing a period that has not ended in every tenant's time zone is refused unless `force`:
+    usage still to come would only be billed later, as adjustments.
+    """
     check_period(period)
     stored = registry.get_billing_period(env, period)
     if stored is not None and stored.finalized:
@@ -92,6 +98,12 @@ def reconcile(
                                f"period {period} in env {env} is finalized; nothing changed")
     catalog = load_plans() if plans is None else plans
     subscriptions = registry.list_billing_subscriptions(env)
+    if finalize and not force:
+        zones = {s.billing_timezone for s in subscriptions} or {"UTC"}
+        ends = max(period_bounds(period, zone)[1] for zone in zones)
+        if ends > to_us(now):
+            raise InputError(f"period {period} has not ended (it ends {from_us(ends).isoformat()} in the last "
+                             f"tenant time zone): finalize it after that, or give --force")
     endpoints = {endpoint.name: endpoint for endpoint in registry.list_endpoints(env)}
 
     windows = [w for subscription in subscriptions for w in windows_in_period(subscription, period, catalog)]

@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "Plan a sample environment end to end, offline: tenants, endpoints, plan, guardrails, capacity."),
     "usage": ("privend.cli.usage", "usage", "Metered token usage: import, pull from CloudWatch, quarantine."),
     "billing": ("privend.cli.billing", "billing", "Invoices, alerts and hard caps from metered usage."),
+    "doctor": ("privend.cli.doctor", "doctor",
+               "Check what real use needs: Pulumi CLI, AWS, state backend, registry, stack files, kubeconfig."),
     "catalog": ("privend.cli.catalog", "catalog",
                 "Models, GPU instance types, subscription plans and an environment's GPU pools."),
 }

@@ -19,13 +19,18 @@ def billing() -> None:
 @billing.command("reconcile")
 @click.option("--period", required=True, help="Month to reconcile, YYYY-MM (in each tenant's billing time zone).")
 @click.option("--finalize", is_flag=True, help="Freeze the period: its invoices never change afterwards.")
+@click.option("--force", is_flag=True, help="With --finalize: freeze a period that has not ended yet.")
 @click.option("--alert-topic", "topic_arn", help="SNS topic for alerts (default PRIVEND_ALERT_TOPIC_ARN).")
 @env_option
 @format_option
 @pass_app
-def reconcile_(app: App, period, finalize, topic_arn, env, fmt) -> None:
-    """Compute the period's invoices; record alerts and hard-cap suspensions."""
-    reconciled = billing_service.reconcile_period(app, env, period, finalize, topic_arn)
+def reconcile_(app: App, period, finalize, force, topic_arn, env, fmt) -> None:
+    """Compute the period's invoices; record alerts and hard-cap suspensions.
+
+    --finalize is refused (exit 2) for a period that has not ended in every tenant's
+    billing time zone, unless --force is given.
+    """
+    reconciled = billing_service.reconcile_period(app, env, period, finalize, topic_arn, force=force)
     result, topic = reconciled.result, reconciled.topic
     if fmt == "json":
         emit_json(result.to_json())

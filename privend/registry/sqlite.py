@@ -301,6 +301,19 @@ def _open_error(path: str, exc: sqlite3.Error) -> PrivendError:
                         "the file and its directory (PRIVEND_HOME)")
 
 
+def stored_schema_version(path: str | os.PathLike[str]) -> int:
+    """The schema version of the registry file at `path`, read only (nothing is created or migrated)."""
+    try:
+        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _open_error(os.fspath(path), exc) from None
+    return int(row[0]) if row else 0
+
+
 class SqliteRegistry(Registry):
     """The registry in one SQLite file; safe to share between threads and processes."""
 

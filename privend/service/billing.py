@@ -48,7 +48,7 @@ def list_quarantine(app: App, env: str) -> list[QuarantinedEvent]:
 
 
 def reconcile_period(app: App, env: str, period: str, finalize: bool = False,
-                     topic_arn: str | None = None) -> Reconciled:
+                     topic_arn: str | None = None, force: bool = False) -> Reconciled:
     """Compute the period's invoices; record alerts and hard-cap suspensions; publish alerts to the topic, if any.
 
     The topic is `topic_arn`, else the PRIVEND_ALERT_TOPIC_ARN setting.
@@ -58,7 +58,8 @@ def reconcile_period(app: App, env: str, period: str, finalize: bool = False,
     if topic:
         publish = sns_publisher(env, topic, aws.client("sns", topic_region(topic)))
     with app.registry() as registry:
-        result = reconcile(registry, env, period, now=now(), finalize=finalize, plans=app.plans(), publish=publish)
+        result = reconcile(registry, env, period, now=now(), finalize=finalize, plans=app.plans(), publish=publish,
+                           force=force)
     return Reconciled(result, topic)
 
 

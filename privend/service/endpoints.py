@@ -24,7 +24,7 @@ from privend.errors import InputError, PrivendError
 from privend.registry import Endpoint, Registry, SubscriptionSegment, spec_hash
 from privend.service.app import App
 from privend.spec import EndpointRequest, EndpointSpec, TenantSpec, build_spec, validate_request
-from privend.subscriptions import end_subscription, switch_plan
+from privend.subscriptions import check_date, check_not_finalized, end_subscription, switch_plan
 from privend.values import EndpointStatus
 
 STALE_DEPLOY = timedelta(hours=1)  # a "deploying" mark older than this is from a crashed run
@@ -165,6 +165,8 @@ def create_endpoint(app: App, request: CreateEndpoint) -> CreatedEndpoint:
     exceed an EC2 vCPU quota (refuses, PrivendError, with `strict_quota`).
     """
     wanted = validate_request(name=request.name, tenant=request.tenant, **request.changes.given())
+    if request.start is not None:
+        check_date(request.start, datetime.now(UTC), "--start")
     cfg = app.environment(request.env)
     plans = app.plans()
     source = app.stack_source(request.env)
@@ -192,9 +194,16 @@ def update_endpoint(app: App, request: UpdateEndpoint) -> UpdatedEndpoint:
         raise InputError("nothing to change: give at least one option")
     if request.effective is not None and request.changes.plan is None:
         raise InputError("--effective dates a plan change: give --plan as well")
+    if request.effective is not None:
+        check_date(request.effective, datetime.now(UTC), "--effective")
     cfg = app.environment(request.env)
     with app.registry() as registry:
         before = registry.get_endpoint(request.env, request.name)
+        if request.changes.plan is not None:
+            at = request.effective or datetime.now(UTC)
+            timezone = registry.get_tenant(request.env, before.tenant).billing_timezone
+            check_not_finalized(at, timezone, [p.period for p in registry.list_billing_periods(request.env)
+                                               if p.finalized], "--effective")
         after = change_endpoint(registry, cfg, request.name, effective=request.effective,
                                 source=app.stack_source(request.env), plans=app.plans(),
                                 **request.changes.given())
@@ -222,6 +231,8 @@ def delete_endpoint(app: App, request: DeleteEndpoint,
 
     `confirm` is called with the endpoint before anything changes; it raises to abort.
     """
+    if request.effective is not None:
+        check_date(request.effective, datetime.now(UTC), "--effective")
     cfg = app.environment(request.env)
     with app.registry() as registry:
         current = registry.get_endpoint(request.env, request.name)
