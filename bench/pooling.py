@@ -21,7 +21,6 @@ import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -106,12 +105,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--headroom", type=int, help="GPUs per pool, instead of searching HEADROOM_CHOICES")
     args = parser.parse_args()
     print(f"seed {args.seed}, {args.days} days at 60 s steps, prices read {gpu_catalog().prices_read_on}")
     chosen_per_endpoint: float | None = None
     for size in [int(s) for s in args.sizes.split(",")]:
         endpoints, profiles = fleet(size, args.seed)
         traffic = synthetic(profiles, args.seed, MONDAY, MONDAY + timedelta(days=args.days), 60)
+        if args.headroom is not None:
+            chosen_per_endpoint = args.headroom / size
         if chosen_per_endpoint is None:
             for n in HEADROOM_CHOICES:
                 trial, _, _ = run(endpoints, traffic, dict.fromkeys(POOLS, n))
@@ -150,5 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    Decimal  # noqa: B018
     main()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from privend.autoscaling import scaling_policy
 from privend.capacity import Demand, PoolSpec
+from privend.catalog import gpu_catalog
 from privend.errors import InputError
 from privend.simulator import ColdStartModel, SimEndpoint, desired_replicas, simulate
 from privend.traffic import Traffic
@@ -22,6 +23,7 @@ PREFILL = 1000.0  # tokens/s: a step's prompt tokens / (PREFILL x STEP) is its w
 WEIGHTS = 16_000_000_000  # 32 s to load at 500 MB/s
 G6 = PoolSpec("l4", ("g6.xlarge",), "on-demand", 0, 20)
 G6_PRICE = Decimal("0.8048")
+G6_TYPE = gpu_catalog().get("g6.xlarge")
 # 10 s scan + 180 s boot, 35 s pull, 32 s weights, 30 s engine start.
 NODE_WAIT, START_ON_NEW_NODE, START_ON_WARM_NODE = 190, 287, 97
 
@@ -166,3 +168,22 @@ def test_more_traffic_never_lowers_the_lower_bound_or_the_peak_baseline(fleet, f
     base, more = _run(fleet), _run(fleet, scale=factor)
     assert more.dedicated_at_peak_cost >= base.dedicated_at_peak_cost
     assert more.lower_bound_cost >= base.lower_bound_cost
+
+
+def test_replicas_removed_while_starting_leave_the_serving_count_right():
+    # Short bursts and slow nodes (15 minutes): KEDA adds replicas and drops them before they serve.
+    # Afterwards a steady 3 replicas of work at MAX must be served in full once the last start is over.
+    slow = ColdStartModel(g_family_node_ready_seconds=900)
+    rng = np.random.default_rng(5)
+    bursts: list[float] = []
+    while len(bursts) < 600:
+        bursts += [3.0, 3.0] + [0.0] * int(rng.integers(8, 14))
+    eps = [endpoint(f"e{i}", f"t{i}", min_replicas=1, max_replicas=3) for i in range(6)]
+    before = simulate(eps, {"l4": G6}, traffic(**{f"e{i}": bursts for i in range(6)}), cold_start=slow)
+    after = simulate(eps, {"l4": G6}, traffic(**{f"e{i}": bursts + [3.0] * 200 for i in range(6)}),
+                     cold_start=slow)
+    start = slow.node_ready_seconds(G6_TYPE) + slow.replica_start_seconds(WEIGHTS, False)
+    settle_steps = 3 + start // STEP + 1
+    for b, a in zip(before.endpoints, after.endpoints, strict=True):
+        assert b.cold_start_waits.count > 20
+        assert a.unserved_replica_hours - b.unserved_replica_hours <= 2 * settle_steps * STEP / 3600 + 1e-9
