@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from privend.registry.sqlite import SCHEMA_VERSION
 from tests.cli_support import ok, private_stacks, run
 
 pytestmark = pytest.mark.usefixtures("no_aws_credentials")
@@ -43,7 +44,7 @@ def test_doctor_on_a_ready_machine_passes_every_check(ready):
     lines = _lines(ok("doctor").stdout)
     assert lines["pulumi"].startswith("ok   pulumi: v3.150.0 at ")
     assert lines["aws"] == "ok   aws: credentials from env, region us-east-1"
-    assert lines["registry"].endswith("schema version 5")
+    assert lines["registry"].endswith(f"schema version {SCHEMA_VERSION}")
     assert lines["kubeconfig"].endswith("context privend-dev")
     assert {"stack dev", "stack prod", "stack staging"} <= set(lines)
     assert all(line.startswith("ok   ") for line in lines.values())
