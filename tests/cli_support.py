@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import json
 import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from privend.admission import Admission, admit_endpoint
 from privend import config
-from privend.cli import main
+from privend.cli import COMMANDS, main
 from privend.config import EnvironmentConfig, display_path, stack_file
 from privend.registry import Endpoint, Registry, backends
 from privend.service.endpoints import new_endpoint, size_request
@@ -161,3 +163,20 @@ class FakeDeployer:
         if spec.name in self.fail:
             return DeployOutcome(False, f"dependency violation in {spec.name}", {})
         return DeployOutcome(True, "succeeded", {})
+
+
+def all_commands() -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every leaf command of `privend`, with the words that name it (`("endpoint", "key", "create")`)."""
+    def walk(command: click.Command, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+        if isinstance(command, click.Group):
+            for name in command.list_commands(click.Context(command)):
+                sub = command.get_command(click.Context(command), name)
+                assert sub is not None
+                yield from walk(sub, (*path, name))
+        else:
+            yield path, command
+
+    for name in sorted(COMMANDS):
+        top = main.get_command(click.Context(main), name)
+        assert top is not None
+        yield from walk(top, (name,))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from privend.settings import Settings, project_root
-from tests.cli_support import assert_one_line_error, ok, run
+from tests.cli_support import all_commands, assert_one_line_error, ok, run
 
 pytestmark = pytest.mark.usefixtures("no_aws_credentials")
 
@@ -102,29 +102,13 @@ def test_privend_env_naming_an_unknown_environment_is_refused_too(world, monkeyp
     assert_one_line_error(run("tenant", "list"), 2, "environment 'prd' has no stack file")
 
 
-def _all_commands():
-    import click
-
-    from privend.cli import COMMANDS, main
-
-    def walk(command, path):
-        if isinstance(command, click.Group):
-            for name in command.list_commands(click.Context(command)):
-                yield from walk(command.get_command(click.Context(command), name), (*path, name))
-        else:
-            yield path, command
-
-    for name in sorted(COMMANDS):
-        yield from walk(main.get_command(click.Context(main), name), (name,))
-
-
 def test_every_env_option_checks_the_environment():
     from privend.cli import _known_environment
 
-    checked = [" ".join(path) for path, command in _all_commands()
+    checked = [" ".join(path) for path, command in all_commands()
                for p in command.params if p.name == "env"]
     assert len(checked) >= len(ENV_COMMANDS)
-    for path, command in _all_commands():
+    for path, command in all_commands():
         for param in command.params:
             if param.name == "env":
                 assert param.callback is _known_environment, path

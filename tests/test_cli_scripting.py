@@ -8,25 +8,13 @@ import json
 import click
 import pytest
 
-from privend.cli import COMMANDS, format_option, main
-from tests.cli_support import MODEL_1B, MODEL_8B, assert_one_line_error, ok, run
+from privend.cli import format_option
+from tests.cli_support import MODEL_1B, MODEL_8B, all_commands, assert_one_line_error, ok, run
 
 pytestmark = pytest.mark.usefixtures("no_aws_credentials")
 
 
-def _commands():
-    def walk(command, path):
-        if isinstance(command, click.Group):
-            for name in command.list_commands(click.Context(command)):
-                yield from walk(command.get_command(click.Context(command), name), (*path, name))
-        else:
-            yield path, command
-
-    for name in sorted(COMMANDS):
-        yield from walk(main.get_command(click.Context(main), name), (name,))
-
-
-ALL = list(_commands())
+ALL = list(all_commands())
 
 
 @pytest.mark.parametrize("path,command", ALL, ids=[" ".join(p) for p, _ in ALL])
