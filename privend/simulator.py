@@ -60,9 +60,10 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import numpy as np
@@ -132,8 +133,8 @@ class Waits:
     max_seconds: float
 
     @classmethod
-    def of(cls, waits: Sequence[float], for_node: int) -> Waits:
-        if not waits:
+    def of(cls, waits: Sequence[float] | np.ndarray, for_node: int) -> Waits:
+        if len(waits) == 0:
             return cls(0, 0, 0.0, 0.0, 0.0)
         a = np.asarray(waits)
         return cls(len(waits), for_node, float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(a.max()))
@@ -190,6 +191,7 @@ class PoolResult:
     headroom_cost: Decimal
     lower_bound_cost: Decimal
     peak_nodes: int
+    cold_start_waits: Waits
 
     def to_dict(self) -> dict:
         return {
@@ -200,6 +202,8 @@ class PoolResult:
             "cost": str(self.cost), "attributed_cost": str(self.attributed_cost),
             "overhead_cost": str(self.overhead_cost), "warm_headroom_cost": str(self.headroom_cost),
             "lower_bound_cost": str(self.lower_bound_cost), "peak_nodes": self.peak_nodes,
+            "cold_start_waits": self.cold_start_waits.to_dict(),
+            "scale_ups_without_waiting_for_a_node_percent": _ready_share(self.cold_start_waits),
         }
 
 
@@ -270,72 +274,67 @@ def _ready_share(waits: Waits) -> str:
 
 # ---------------------------------------------------------------------------
 # The engine
+#
+# Event-driven inside fixed steps: per step it applies the replicas that finished starting and the nodes
+# that became ready (two heaps), KEDA's changes (precomputed from the desired-replica matrix), pending
+# retries, the warm headroom and the scale-down of nodes whose unneeded time ran out (a third heap).
+# Accounting is by change, not by step: every replica and node adds its GPU-steps when it goes, and
+# serving and placed replicas per endpoint and step come from cumulative sums of their changes.
 
 
-@dataclass
 class _Node:
-    id: int
-    type: GpuInstanceType
-    type_index: int
-    ready_at: float
-    launched_at: float
-    dedicated_tenant: str | None
-    used: int = 0
-    replicas: int = 0
-    empty_since: float | None = None
-    images: set[str] = field(default_factory=set)
+    __slots__ = ("id", "type", "type_index", "gpus", "ready_at", "launched_step", "used", "replicas",
+                 "empty_since", "images", "removed")
+
+    def __init__(self, node_id: int, type_: GpuInstanceType, type_index: int, ready_at: float,
+                 launched_step: int) -> None:
+        self.id = node_id
+        self.type = type_
+        self.type_index = type_index
+        self.gpus = type_.gpus
+        self.ready_at = ready_at
+        self.launched_step = launched_step
+        self.used = 0
+        self.replicas = 0
+        self.empty_since: float | None = None
+        self.images: set[str] = set()
+        self.removed = False
 
     @property
     def free(self) -> int:
-        return self.type.gpus - self.used
+        return self.gpus - self.used
 
 
-@dataclass(eq=False)
 class _Replica:
-    node: _Node | None
-    ready_at: float  # inf while pending (no node)
-    wanted_at: float
-    serial: int = 0
+    __slots__ = ("endpoint", "node", "ready_at", "wanted_at", "serial", "alive", "serving", "placed_step",
+                 "type_index")
+
+    def __init__(self, endpoint: int, wanted_at: float, serial: int) -> None:
+        self.endpoint = endpoint
+        self.node: _Node | None = None
+        self.ready_at = math.inf  # while pending (no node)
+        self.wanted_at = wanted_at
+        self.serial = serial
+        self.alive = True
+        self.serving = False
+        self.placed_step = 0
+        self.type_index = 0
 
 
-@dataclass
 class _Group:
     """Nodes that may hold one another's replicas: a pool's shared tier, or one dedicated tenant."""
 
-    pool: str
-    dedicated_tenant: str | None
-    nodes: dict[int, _Node] = field(default_factory=dict)
-    # Nodes by free GPUs (index 0 to 8), for best fit without a scan; and those holding no replica.
-    by_free: list[dict[int, _Node]] = field(default_factory=lambda: [{} for _ in range(9)])
-    empty: dict[int, _Node] = field(default_factory=dict)
-    free_total: int = 0
+    __slots__ = ("pool", "dedicated_tenant", "ready_by_free", "booting", "free_total", "blocked")
 
-    def add(self, node: _Node) -> None:
-        self.nodes[node.id] = node
-        self.by_free[node.free][node.id] = node
-        self.free_total += node.free
-        if not node.replicas:
-            self.empty[node.id] = node
-
-    def remove(self, node: _Node) -> None:
-        del self.nodes[node.id]
-        del self.by_free[node.free][node.id]
-        self.free_total -= node.free
-        self.empty.pop(node.id, None)
-
-    def take(self, node: _Node, gpus: int, now: float) -> None:
-        """A replica of `gpus` GPUs arrives on `node` (negative: one leaves)."""
-        del self.by_free[node.free][node.id]
-        node.used += gpus
-        node.replicas += 1 if gpus > 0 else -1
-        self.by_free[node.free][node.id] = node
-        self.free_total -= gpus
-        if node.replicas:
-            node.empty_since = None
-            self.empty.pop(node.id, None)
-        else:
-            node.empty_since = now
-            self.empty[node.id] = node
+    def __init__(self, pool: str, dedicated_tenant: str | None, max_gpus: int) -> None:
+        self.pool = pool
+        self.dedicated_tenant = dedicated_tenant
+        # Ready nodes by free GPUs, for best fit without a scan; booting nodes apart (few at a time).
+        self.ready_by_free: list[dict[int, _Node]] = [{} for _ in range(max_gpus + 1)]
+        self.booting: dict[int, _Node] = {}
+        self.free_total = 0
+        # Empty nodes whose unneeded time ran out but that minSize or the warm headroom keeps.
+        self.blocked: dict[int, _Node] = {}
 
 
 def work_in_replicas(endpoint: SimEndpoint, traffic: Traffic) -> np.ndarray:
@@ -368,19 +367,6 @@ def _sliding_max(values: np.ndarray, window: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, window).max(axis=1)
 
 
-class _WaitLog:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-        self.for_node = 0
-
-    def add(self, wait: float, for_node: bool) -> None:
-        self.waits.append(wait)
-        self.for_node += for_node
-
-    def result(self) -> Waits:
-        return Waits.of(self.waits, self.for_node)
-
-
 def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
              headroom: Mapping[str, int] | None = None, *, cold_start: ColdStartModel | None = None,
              catalog: GpuCatalog | None = None) -> SimulationResult:
@@ -391,11 +377,15 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
     for e in endpoints:
         if e.demand.pool not in pools:
             raise InputError(f"endpoint {e.name!r}: pool {e.demand.pool!r} is not configured")
+        biggest = max(catalog.get(t).gpus for t in pools[e.demand.pool].instance_types)
+        if e.demand.gpus_per_replica > biggest:
+            raise InputError(f"endpoint {e.name!r}: a replica of {e.demand.gpus_per_replica} GPUs fits no instance "
+                             f"type of pool {e.demand.pool!r} (largest: {biggest} GPUs)")
         if e.name not in traffic.context_tokens:
             raise InputError(f"endpoint {e.name!r} has no traffic in the window")
     pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog).run()
     dedicated_endpoints, dedicated_pools = _dedicated_fleet(endpoints, pools, catalog)
-    autoscaled = _Run(dedicated_endpoints, dedicated_pools, traffic, {}, cold_start, catalog).run()
+    autoscaled = _Run(dedicated_endpoints, dedicated_pools, traffic, {}, cold_start, catalog, bounds=False).run()
     hours = Decimal(traffic.steps * traffic.step_seconds) / 3600
     results = []
     for e in endpoints:
@@ -410,15 +400,15 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
             replica_decode_tokens_per_second=e.decode_tokens_per_second,
             replica_hours=stats["replica_seconds"] / 3600, peak_replicas=stats["peak_replicas"],
             gpu_hours=stats["gpu_seconds"] / 3600, attributed_cost=pooled.attributed[e.name].quantize(CENT),
-            cold_start_waits=pooled.waits[e.name].result(),
+            cold_start_waits=pooled.waits[e.name],
             work_replica_hours=stats["work_seconds"] / 3600, unserved_replica_hours=stats["unserved_seconds"] / 3600,
             dedicated_at_peak_cost=at_peak,
             dedicated_autoscaled_cost=autoscaled.pool_cost[_dedicated_pool_name(e)].quantize(CENT),
         ))
     pool_results = tuple(pooled.pool_result(name) for name in pools)
     return SimulationResult(traffic.start.isoformat(), traffic.end.isoformat(), traffic.step_seconds,
-                            catalog.prices_read_on, tuple(results), pool_results, pooled.all_waits.result(),
-                            autoscaled.all_waits.result())
+                            catalog.prices_read_on, tuple(results), pool_results, pooled.all_waits,
+                            autoscaled.all_waits)
 
 
 def _dedicated_pool_name(e: SimEndpoint) -> str:
@@ -449,9 +439,13 @@ class _Run:
     """One simulation of a fleet on its pools (the pooled run, or the dedicated-autoscaled one)."""
 
     def __init__(self, endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
-                 headroom: Mapping[str, int], cold_start: ColdStartModel, catalog: GpuCatalog) -> None:
+                 headroom: Mapping[str, int], cold_start: ColdStartModel, catalog: GpuCatalog,
+                 bounds: bool = True) -> None:
+        self.bounds = bounds
         self.endpoints = list(endpoints)
         self.pools = dict(pools)
+        self.pool_names = list(pools)
+        self.pool_row = {name: p for p, name in enumerate(self.pool_names)}
         self.traffic = traffic
         self.headroom = {name: headroom.get(name, 0) for name in pools}
         self.cold = cold_start
@@ -459,327 +453,473 @@ class _Run:
         self.types: list[GpuInstanceType] = sorted({catalog.get(t) for p in pools.values() for t in p.instance_types},
                                                    key=lambda t: t.name)
         self.type_index = {t.name: i for i, t in enumerate(self.types)}
+        self.max_gpus = max((t.gpus for t in self.types), default=1)
+        self.pool_types = {name: [catalog.get(t) for t in p.instance_types] for name, p in pools.items()}
         self.groups: dict[tuple[str, str | None], _Group] = {}
-        self.pool_groups: dict[str, list[_Group]] = {}
-        self.pool_nodes: dict[str, int] = defaultdict(int)
+        self.pool_nodes = dict.fromkeys(pools, 0)
+        self.peak_nodes = dict.fromkeys(pools, 0)
+        self.touched: set[str] = set()
+        self.node_steps = [[0] * len(self.types) for _ in self.pool_names]
+        self.nodes: dict[int, _Node] = {}
         self.next_node = 0
-        self.waits = {e.name: _WaitLog() for e in endpoints}
-        self.all_waits = _WaitLog()
+        self.step_index = 0
+        self.node_heap: list[tuple[float, int, _Node]] = []
+        self.replica_heap: list[tuple[float, int, _Replica]] = []
+        self.unneeded_heap: list[tuple[float, int, float, _Node, _Group]] = []
+        self.blocked_groups: dict[tuple[str, str | None], _Group] = {}
+        self._group_of_node: dict[int, _Group] = {}
+        self._type_choice: dict[tuple[str, int, int], GpuInstanceType | None] = {}
+        # Every placement: its endpoint, its wait and whether it waited for a node.
+        self.wait_endpoint = array("i")
+        self.wait_seconds = array("d")
+        self.wait_for_node = array("b")
 
     # -- nodes
 
     def _group(self, e: SimEndpoint) -> _Group:
         tenant = e.demand.tenant if e.demand.tier == "dedicated" else None
-        key = (e.demand.pool, tenant)
-        if key not in self.groups:
-            self._new_group(e.demand.pool, tenant)
-        return self.groups[key]
+        return self._group_of(e.demand.pool, tenant)
 
-    def _new_group(self, pool: str, tenant: str | None) -> _Group:
-        group = self.groups[(pool, tenant)] = _Group(pool, tenant)
-        self.pool_groups.setdefault(pool, []).append(group)
+    def _group_of(self, pool: str, tenant: str | None) -> _Group:
+        key = (pool, tenant)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group(pool, tenant, self.max_gpus)
         return group
 
+    def _launch_type(self, pool: str, size: int, expected: int) -> GpuInstanceType | None:
+        key = (pool, size, min(max(expected, size), self.max_gpus))
+        if key not in self._type_choice:
+            fill = key[2]
+            self._type_choice[key] = min((t for t in self.pool_types[pool] if t.gpus >= size),
+                                         key=lambda t: (t.on_demand_hourly / min(t.gpus, fill), -t.gpus, t.name),
+                                         default=None)
+        return self._type_choice[key]
+
     def _launch(self, group: _Group, size: int, expected: int, now: float, ready: bool = False) -> _Node | None:
-        pool = self.pools[group.pool]
-        if self.pool_nodes[group.pool] >= pool.max_size:
+        pool = group.pool
+        if self.pool_nodes[pool] >= self.pools[pool].max_size:
             return None
-        types = [self.catalog.get(t) for t in pool.instance_types]
-        type_ = min((t for t in types if t.gpus >= size),
-                    key=lambda t: (t.on_demand_hourly / min(t.gpus, max(expected, size)), -t.gpus, t.name),
-                    default=None)
+        type_ = self._launch_type(pool, size, expected)
         if type_ is None:
             return None
         ready_at = now if ready else now + self.cold.node_ready_seconds(type_)
-        node = _Node(self.next_node, type_, self.type_index[type_.name], ready_at, now, group.dedicated_tenant)
-        node.empty_since = now
+        node = _Node(self.next_node, type_, self.type_index[type_.name], ready_at, self.step_index)
         self.next_node += 1
-        group.add(node)
-        self.pool_nodes[group.pool] += 1
-        self.node_counts[self.type_index[type_.name]] += 1
-        self.pool_type_counts[self.pool_row[group.pool], self.type_index[type_.name]] += 1
+        self.nodes[node.id] = node
+        self._group_of_node[node.id] = group
+        if ready:
+            group.ready_by_free[node.gpus][node.id] = node
+        else:
+            group.booting[node.id] = node
+            heapq.heappush(self.node_heap, (ready_at, node.id, node))
+        group.free_total += node.gpus
+        self._now_empty(group, node, now)
+        self.pool_nodes[pool] += 1
+        self.touched.add(pool)
         return node
 
-    def _remove_node(self, group: _Group, node: _Node) -> None:
-        group.remove(node)
-        self.pool_nodes[group.pool] -= 1
-        self.node_counts[node.type_index] -= 1
-        self.pool_type_counts[self.pool_row[group.pool], node.type_index] -= 1
+    def _now_empty(self, group: _Group, node: _Node, now: float) -> None:
+        node.empty_since = now
+        due = max(now + self.cold.scale_down_unneeded_seconds, node.ready_at)
+        heapq.heappush(self.unneeded_heap, (due, node.id, now, node, group))
 
-    def _best_fit(self, group: _Group, size: int, now: float) -> _Node | None:
+    def _node_ready(self, now: float) -> None:
+        heap = self.node_heap
+        while heap and heap[0][0] <= now:
+            node = heapq.heappop(heap)[2]
+            group = self._group_of_node[node.id]
+            del group.booting[node.id]
+            group.ready_by_free[node.free][node.id] = node
+
+    def _remove_node(self, group: _Group, node: _Node) -> None:
+        del group.ready_by_free[node.free][node.id]
+        del self.nodes[node.id]
+        node.removed = True
+        group.free_total -= node.free
+        self.pool_nodes[group.pool] -= 1
+        self.touched.add(group.pool)
+        self.node_steps[self.pool_row[group.pool]][node.type_index] += self.step_index - node.launched_step
+
+    def _take(self, group: _Group, node: _Node, gpus: int, now: float) -> None:
+        """A replica of `gpus` GPUs arrives on `node` (negative: one leaves)."""
+        if node.id in group.booting:
+            node.used += gpus
+        else:
+            buckets = group.ready_by_free
+            del buckets[node.gpus - node.used][node.id]
+            node.used += gpus
+            buckets[node.gpus - node.used][node.id] = node
+        group.free_total -= gpus
+        if gpus > 0:
+            node.replicas += 1
+            node.empty_since = None
+        else:
+            node.replicas -= 1
+            if not node.replicas:
+                self._now_empty(group, node, now)
+
+    def _best_fit(self, group: _Group, size: int) -> _Node | None:
+        """The ready node with the least free GPUs that holds `size`; else the booting one ready first."""
+        buckets = group.ready_by_free
+        for free in range(size, len(buckets)):
+            bucket = buckets[free]
+            if bucket:
+                return next(iter(bucket.values()))
         booting = None
-        for free in range(size, len(group.by_free)):
-            for node in group.by_free[free].values():
-                if node.ready_at <= now:
-                    return node
-                if booting is None or (node.ready_at, node.id) < (booting.ready_at, booting.id):
-                    booting = node
+        for node in group.booting.values():
+            if node.gpus - node.used >= size and (booting is None or (node.ready_at, node.id) < (booting.ready_at,
+                                                                                                   booting.id)):
+                booting = node
         return booting
+
+    def _scale_down_nodes(self, now: float) -> None:
+        """Remove nodes empty for the unneeded time, unless the pool's minSize or warm headroom needs them."""
+        heap = self.unneeded_heap
+        while heap and heap[0][0] <= now:
+            _, _, since, node, group = heapq.heappop(heap)
+            if node.removed or node.empty_since != since:
+                continue  # it took a replica since; a later entry covers its next empty spell
+            if not self._try_remove(group, node):
+                group.blocked[node.id] = node
+                self.blocked_groups[(group.pool, group.dedicated_tenant)] = group
+        for key, group in list(self.blocked_groups.items()):
+            for node in list(group.blocked.values()):
+                if node.removed or node.empty_since is None or self._try_remove(group, node):
+                    del group.blocked[node.id]
+            if not group.blocked:
+                del self.blocked_groups[key]
+
+    def _try_remove(self, group: _Group, node: _Node) -> bool:
+        if self.pool_nodes[group.pool] <= self.pools[group.pool].min_size:
+            return False
+        if group.dedicated_tenant is None and group.free_total - node.free < self.headroom[group.pool]:
+            return False
+        self._remove_node(group, node)
+        return True
+
+    def _keep_headroom(self, pool: str, now: float) -> None:
+        want = self.headroom[pool]
+        group = self._group_of(pool, None)
+        free = group.free_total
+        while free < want:
+            node = self._launch(group, 1, want - free, now, ready=now == 0.0)
+            if node is None:
+                return
+            free += node.gpus
 
     # -- replicas
 
-    def _place(self, i: int, replica: _Replica, now: float, expected: int) -> bool:
-        e = self.endpoints[i]
+    def _place(self, r: _Replica, now: float, expected: int) -> bool:
+        i = r.endpoint
         group = self.group_of[i]
-        size = e.demand.gpus_per_replica
-        node = self._best_fit(group, size, now)
-        if node is None:
-            node = self._launch(group, size, expected, now)
+        size = self.gpus[i]
+        node = None
+        buckets = group.ready_by_free
+        for free in range(size, len(buckets)):
+            bucket = buckets[free]
+            if bucket:
+                node = next(iter(bucket.values()))
+                break
+        else:
+            node = self._best_fit(group, size) or self._launch(group, size, expected, now)
             if node is None:
                 return False
-        waited_for_node = node.ready_at > replica.wanted_at
-        group.take(node, size, now)
-        cached = e.engine in node.images
-        node.images.add(e.engine)
-        start = max(now, node.ready_at)
-        replica.node = node
-        replica.ready_at = start + self.cold.replica_start_seconds(e.weight_bytes, cached)
-        self.held[i, node.type_index] += size
-        wait = replica.ready_at - replica.wanted_at
-        self.waits[e.name].add(wait, waited_for_node)
-        self.all_waits.add(wait, waited_for_node)
-        heapq.heappush(self.ready_events, (replica.ready_at, i, replica.serial))
+        waited_for_node = node.ready_at > r.wanted_at
+        self._take(group, node, size, now)
+        engine = self.engine[i]
+        if engine in node.images:
+            start = self.start_cached[i]
+        else:
+            node.images.add(engine)
+            start = self.start_cold[i]
+        r.node = node
+        ready_at = r.ready_at = (now if now > node.ready_at else node.ready_at) + start
+        t = r.placed_step = self.step_index
+        r.type_index = node.type_index
+        self.placed_delta[i, t] += 1
+        self.wait_endpoint.append(i)
+        self.wait_seconds.append(ready_at - r.wanted_at)
+        self.wait_for_node.append(waited_for_node)
+        if ready_at <= now:
+            self._serve(r)
+        else:
+            heapq.heappush(self.replica_heap, (ready_at, r.serial, r))
         return True
 
-    def _unplace(self, i: int, replica: _Replica, now: float) -> None:
-        node = replica.node
+    def _serve(self, r: _Replica) -> None:
+        r.serving = True
+        self.serving_delta[r.endpoint, self.step_index] += 1
+
+    def _unplace(self, r: _Replica, now: float) -> None:
+        r.alive = False
+        node = r.node
         if node is None:
             return
-        size = self.endpoints[i].demand.gpus_per_replica
-        self.group_of[i].take(node, -size, now)
-        self.held[i, node.type_index] -= size
-        if replica.ready_at <= now:
-            self.serving[i] -= 1
+        i = r.endpoint
+        size = self.gpus[i]
+        self._take(self.group_of[i], node, -size, now)
+        self.held_steps[i][r.type_index] += size * (self.step_index - r.placed_step)
+        self.placed_delta[i, self.step_index] -= 1
+        if r.serving:
+            self.serving_delta[i, self.step_index] -= 1
+
+    def _scale_down(self, reps: list[_Replica], count: int, now: float) -> None:
+        for _ in range(count):
+            victim = _victim(reps)
+            reps.remove(victim)
+            self._unplace(victim, now)
 
     def run(self) -> _Run:
         traffic, step = self.traffic, self.traffic.step_seconds
         n, steps = len(self.endpoints), traffic.steps
         work = np.zeros((n, steps))
-        desired = np.zeros((n, steps), dtype=np.int64)
+        desired = np.zeros((n, steps), dtype=np.int32)
         for i, e in enumerate(self.endpoints):
             work[i] = work_in_replicas(e, traffic)
             desired[i] = desired_replicas(work[i], e.policy, step)
         self.group_of = [self._group(e) for e in self.endpoints]
-        self.held = np.zeros((n, len(self.types)), dtype=np.int64)
-        self.node_counts = np.zeros(len(self.types), dtype=np.int64)
-        self.pool_row = {name: p for p, name in enumerate(self.pools)}
-        self.pool_type_counts = np.zeros((len(self.pools), len(self.types)), dtype=np.int64)
+        self.gpus = [e.demand.gpus_per_replica for e in self.endpoints]
+        self.engine = [e.engine for e in self.endpoints]
+        self.start_cold = [self.cold.replica_start_seconds(e.weight_bytes, False) for e in self.endpoints]
+        self.start_cached = [self.cold.replica_start_seconds(e.weight_bytes, True) for e in self.endpoints]
+        self.held_steps = [[0] * len(self.types) for _ in range(n)]
+        # Changes per endpoint and step; their cumulative sums are the placed and serving replicas.
+        self.placed_delta = np.zeros((n, steps + 1), dtype=np.int32)
+        self.serving_delta = np.zeros((n, steps + 1), dtype=np.int32)
+        reps: list[list[_Replica]] = [[] for _ in range(n)]
+        pending: list[_Replica] = []
         headroom_pools = [name for name in self.pools if self.headroom[name]]
-        headroom_want = np.array([self.headroom[name] for name in headroom_pools], dtype=np.int64)
-        held_seconds = np.zeros((n, len(self.types)))
-        node_seconds_matrix = np.zeros((len(self.pools), len(self.types)), dtype=np.int64)
-        headroom_seconds = np.zeros(len(headroom_pools))
-        self.serving = np.zeros(n, dtype=np.int64)
-        self.ready_events: list[tuple[float, int, int]] = []
-        replicas: list[list[_Replica]] = [[] for _ in range(n)]
-        live: dict[int, _Replica] = {}
-        pending: list[tuple[int, _Replica]] = []
-        peak_node_counts = np.zeros(len(self.pools), dtype=np.int64)
-        pool_of = [e.demand.pool for e in self.endpoints]
-        pool_names = list(self.pools)
-        pool_idx = np.array([pool_names.index(p) for p in pool_of], dtype=np.int64)
-        gpus = np.array([e.demand.gpus_per_replica for e in self.endpoints], dtype=np.int64)
-        mins = np.array([e.demand.min_replicas for e in self.endpoints], dtype=np.int64)
-        served_need = np.zeros((len(pool_names), steps), dtype=np.int64)
-        served = np.zeros(n)
-        unserved = np.zeros(n)
-        replica_seconds = np.zeros(n)
-        peak_replicas = np.zeros(n, dtype=np.int64)
-        current = np.zeros(n, dtype=np.int64)
+        headroom_steps = dict.fromkeys(self.pools, 0)
         serial = 0
 
         # Floors: minSize nodes, ready from the start.
         for name, pool in self.pools.items():
             if pool.min_size:
-                group = self.groups.get((name, None)) or self._new_group(name, None)
+                group = self._group_of(name, None)
                 for _ in range(pool.min_size):
                     self._launch(group, 1, 1, 0.0, ready=True)
         # The window opens on a running fleet: the first step's replicas serve, on ready nodes.
         for i in range(n):
-            for _ in range(int(desired[i, 0])):
-                r = _Replica(None, math.inf, -math.inf)
-                group = self.group_of[i]
-                size = gpus[i]
-                node = self._best_fit(group, size, 0.0) or self._launch(group, size, size * desired[i, 0], 0.0,
-                                                                        ready=True)
+            group, size = self.group_of[i], self.gpus[i]
+            first = int(desired[i, 0]) if steps else 0
+            for _ in range(first):
+                r = _Replica(i, 0.0, 0)
+                reps[i].append(r)
+                node = self._best_fit(group, size)
                 if node is None:
-                    pending.append((i, r))
-                    replicas[i].append(r)
-                    continue
-                group.take(node, size, 0.0)
-                node.images.add(self.endpoints[i].engine)
-                r.node, r.ready_at = node, 0.0
-                self.held[i, node.type_index] += size
-                self.serving[i] += 1
-                replicas[i].append(r)
-            current[i] = desired[i, 0]
-        for name in self.pools:
+                    node = self._launch(group, size, size * first, 0.0, ready=True)
+                    if node is None:
+                        pending.append(r)
+                        continue
+                self._take(group, node, size, 0.0)
+                node.images.add(self.engine[i])
+                r.node, r.ready_at, r.type_index = node, 0.0, node.type_index
+                self.placed_delta[i, 0] += 1
+                self._serve(r)
+        for name in headroom_pools:
             self._keep_headroom(name, 0.0)
 
+        # KEDA's changes, in step order: (step, endpoint, replicas wanted).
+        if steps > 1:
+            change_t, change_i = np.nonzero((desired[:, 1:] != desired[:, :-1]).T)
+            change_t = change_t + 1
+        else:
+            change_t = change_i = np.zeros(0, dtype=np.int64)
+        change_want = desired[change_i, change_t].tolist()
+        bounds = np.searchsorted(change_t, np.arange(steps + 1)).tolist()
+        change_i_list = change_i.tolist()
+        current = desired[:, 0].tolist() if steps else [0] * n
+        gpus = self.gpus
+        replica_heap = self.replica_heap
+
         for t in range(steps):
+            self.step_index = t
             now = float(t * step)
-            # Replicas that finished starting.
-            while self.ready_events and self.ready_events[0][0] <= now:
-                _, i, rid = heapq.heappop(self.ready_events)
-                if rid in live:
-                    self.serving[i] += 1
-                    del live[rid]
-            # KEDA's changes.
-            changed = np.nonzero(desired[:, t] != current)[0]
-            for i in changed.tolist():
-                want, have = int(desired[i, t]), int(current[i])
+            if self.node_heap and self.node_heap[0][0] <= now:
+                self._node_ready(now)
+            while replica_heap and replica_heap[0][0] <= now:
+                r = heapq.heappop(replica_heap)[2]
+                if r.alive and not r.serving:
+                    self._serve(r)
+            for k in range(bounds[t], bounds[t + 1]):
+                i, want = change_i_list[k], change_want[k]
+                have = current[i]
                 if want > have:
+                    expected = (want - have) * gpus[i]
                     for _ in range(want - have):
                         serial += 1
-                        r = _Replica(None, math.inf, now, serial)
-                        replicas[i].append(r)
-                        if self._place(i, r, now, (want - have) * int(gpus[i])):
-                            if r.ready_at > now:
-                                live[r.serial] = r
-                            else:
-                                self.serving[i] += 1
-                        else:
-                            pending.append((i, r))
+                        r = _Replica(i, now, serial)
+                        reps[i].append(r)
+                        if not self._place(r, now, expected):
+                            pending.append(r)
                 else:
-                    self._scale_down(i, replicas[i], have - want, now, live, pending)
+                    self._scale_down(reps[i], have - want, now)
                 current[i] = want
-            # Pending replicas retry (the pool was at maxSize).
             if pending:
-                still = []
-                for i, r in pending:
-                    if r in replicas[i] and r.node is None:
-                        if self._place(i, r, now, int(gpus[i])):
-                            live[r.serial] = r
-                        else:
-                            still.append((i, r))
-                pending = still
+                # Replicas pending since the pool was at maxSize retry.
+                pending = [r for r in pending if r.alive and r.node is None and not self._place(r, now, gpus[r.endpoint])]
             for name in headroom_pools:
                 self._keep_headroom(name, now)
-            for group in [g for g in self.groups.values() if g.empty]:
-                self._scale_down_group(group, now)
-            # Accounting for this step.
-            held_seconds += self.held * step
-            node_seconds_matrix += self.pool_type_counts * step
-            np.maximum(peak_node_counts, self.pool_type_counts.sum(axis=1), out=peak_node_counts)
-            if headroom_pools:
-                free = np.array([self._free(name) for name in headroom_pools])
-                headroom_seconds += np.minimum(headroom_want, free) * step
-            w = work[:, t]
-            s = np.minimum(w, self.serving)
-            served += s * step
-            unserved += (w - s) * step
-            placed = self.held.sum(axis=1) // gpus
-            replica_seconds += placed * step
-            peak_replicas = np.maximum(peak_replicas, placed)
-            need = np.maximum(np.ceil(np.maximum(s - 1e-9, 0)).astype(np.int64), mins) * gpus
-            served_need[:, t] = np.bincount(pool_idx, need, minlength=len(pool_names)).astype(np.int64)
+            if self.blocked_groups or (self.unneeded_heap and self.unneeded_heap[0][0] <= now):
+                self._scale_down_nodes(now)
+            for name in headroom_pools:
+                headroom_steps[name] += min(self.headroom[name], self._group_of(name, None).free_total)
+            if self.touched:
+                for name in self.touched:
+                    if self.pool_nodes[name] > self.peak_nodes[name]:
+                        self.peak_nodes[name] = self.pool_nodes[name]
+                self.touched.clear()
 
-        node_seconds = {name: node_seconds_matrix[p] for p, name in enumerate(self.pools)}
-        headroom_gpu_seconds = dict.fromkeys(self.pools, 0.0)
-        headroom_gpu_seconds.update(zip(headroom_pools, headroom_seconds.tolist(), strict=True))
-        peak_nodes = {name: int(peak_node_counts[p]) for p, name in enumerate(self.pools)}
-        self._finish(held_seconds, node_seconds, headroom_gpu_seconds, served_need, peak_nodes, work, served,
-                     unserved, replica_seconds, peak_replicas, desired)
+        # Close what is still running at the window's end.
+        self.step_index = steps
+        for node in self.nodes.values():
+            pool = self._group_of_node[node.id].pool
+            self.node_steps[self.pool_row[pool]][node.type_index] += steps - node.launched_step
+        for i, rs in enumerate(reps):
+            for r in rs:
+                if r.node is not None:
+                    self.held_steps[i][r.type_index] += gpus[i] * (steps - r.placed_step)
+        placed = np.cumsum(self.placed_delta[:, :steps], axis=1, dtype=np.int32)
+        serving = np.cumsum(self.serving_delta[:, :steps], axis=1, dtype=np.int32)
+        del self.placed_delta, self.serving_delta
+        self._finish(work, placed, serving, headroom_steps)
         return self
 
-    def _free(self, pool: str) -> int:
-        group = self.groups.get((pool, None))
-        return group.free_total if group else 0
+    # -- results
 
-    def _keep_headroom(self, pool: str, now: float) -> None:
-        want = self.headroom[pool]
-        if not want:
-            return
-        group = self.groups.get((pool, None)) or self._new_group(pool, None)
-        free = self._free(pool)
-        while free < want:
-            node = self._launch(group, 1, want - free, now, ready=now == 0.0)
-            if node is None:
-                return
-            free += node.free
+    def _waits(self) -> tuple[dict[str, Waits], dict[str, Waits], Waits]:
+        ep = np.asarray(self.wait_endpoint, dtype=np.int64)
+        secs = np.asarray(self.wait_seconds, dtype=np.float64)
+        for_node = np.asarray(self.wait_for_node, dtype=np.int64)
+        pool_of = np.array([self.pool_row[e.demand.pool] for e in self.endpoints], dtype=np.int64)
+        by_endpoint = _grouped(ep, len(self.endpoints), secs, for_node)
+        by_pool = _grouped(pool_of[ep] if len(ep) else ep, len(self.pool_names), secs, for_node)
+        return ({e.name: by_endpoint[i] for i, e in enumerate(self.endpoints)},
+                {name: by_pool[p] for p, name in enumerate(self.pool_names)}, Waits.of(secs, int(for_node.sum())))
 
-    def _scale_down(self, i: int, reps: list[_Replica], count: int, now: float, live: dict, pending: list) -> None:
-        # Pending first, then starting (latest first), then serving on the least used node.
-        def rank(r: _Replica) -> tuple:
-            if r.node is None:
-                return (0, 0.0, 0)
-            if r.ready_at > now:
-                return (1, -r.ready_at, 0)
-            return (2, float(r.node.used), r.node.id)
-
-        for r in sorted(reps, key=rank)[:count]:
-            reps.remove(r)
-            live.pop(r.serial, None)
-            self._unplace(i, r, now)
-
-    def _scale_down_group(self, group: _Group, now: float) -> None:
-        """Remove the group's nodes that have held no replica for the unneeded time (minSize and headroom permitting)."""
-        spec = self.pools[group.pool]
-        for node in list(group.empty.values()):
-            if node.empty_since is None or node.ready_at > now:
-                continue
-            if now - node.empty_since < self.cold.scale_down_unneeded_seconds:
-                continue
-            if self.pool_nodes[group.pool] <= spec.min_size:
-                return
-            if group.dedicated_tenant is None and self._free(group.pool) - node.free < self.headroom[group.pool]:
-                continue
-            self._remove_node(group, node)
-
-    def _finish(self, held_seconds, node_seconds, headroom_gpu_seconds, served_need, peak_nodes, work, served,
-                unserved, replica_seconds, peak_replicas, desired) -> None:
+    def _finish(self, work: np.ndarray, placed: np.ndarray, serving: np.ndarray, headroom_steps: dict) -> None:
+        step = self.traffic.step_seconds
+        served = np.minimum(work, serving)
+        unserved = (work - served).sum(axis=1) * step
+        gpus = np.array(self.gpus, dtype=np.int64)
+        mins = np.array([e.demand.min_replicas for e in self.endpoints], dtype=np.int64)
+        need = np.maximum(np.ceil(np.maximum(served - 1e-9, 0)).astype(np.int64), mins[:, None])
+        del served
+        self.waits, pool_waits, self.all_waits = self._waits()
         per_gpu = [t.on_demand_hourly / t.gpus for t in self.types]
         self.attributed: dict[str, Decimal] = {}
         self.endpoint_stats: dict[str, dict] = {}
         pool_attr: dict[str, Decimal] = defaultdict(Decimal)
+        pool_held: dict[str, int] = defaultdict(int)
         for i, e in enumerate(self.endpoints):
-            cost = sum((Decimal(int(round(held_seconds[i, k]))) * per_gpu[k] for k in range(len(self.types))
-                        if held_seconds[i, k]), Decimal(0)) / 3600
+            held = self.held_steps[i]
+            cost = sum((Decimal(held[k] * step) * per_gpu[k] for k in range(len(self.types)) if held[k]),
+                       Decimal(0)) / 3600
             self.attributed[e.name] = cost
             pool_attr[e.demand.pool] += cost
+            pool_held[e.demand.pool] += sum(held)
             self.endpoint_stats[e.name] = {
-                "replica_seconds": float(replica_seconds[i]), "peak_replicas": int(peak_replicas[i]),
-                "gpu_seconds": float(held_seconds[i].sum()), "work_seconds": float(work[i].sum() * self.traffic.step_seconds),
+                "replica_seconds": float(placed[i].sum() * step), "peak_replicas": int(placed[i].max(initial=0)),
+                "gpu_seconds": float(sum(held) * step), "work_seconds": float(work[i].sum() * step),
                 "unserved_seconds": float(unserved[i]),
-                "peak_work": int(np.ceil(max(float(work[i].max()) if work.shape[1] else 0.0, 0) - 1e-9)),
+                "peak_work": int(np.ceil(max(float(work[i].max(initial=0.0)), 0) - 1e-9)),
             }
         self.pool_cost: dict[str, Decimal] = {}
         self._pool_results: dict[str, PoolResult] = {}
-        lower = self._lower_bounds(served_need)
-        for p, name in enumerate(self.pools):
-            secs = node_seconds[name]
-            cost = sum((Decimal(int(round(secs[k]))) * self.types[k].on_demand_hourly for k in range(len(self.types))
-                        if secs[k]), Decimal(0)) / 3600
+        rows_of: dict[str, list[int]] = defaultdict(list)
+        for i, e in enumerate(self.endpoints):
+            rows_of[e.demand.pool].append(i)
+        for p, name in enumerate(self.pool_names):
+            rows = rows_of[name]
+            lower = (_lower_bound(need[rows], gpus[rows], self.pool_types[name]) * step / 3600 if self.bounds
+                     else Decimal(0))
+            steps_by_type = self.node_steps[p]
+            cost = sum((Decimal(steps_by_type[k] * step) * self.types[k].on_demand_hourly
+                        for k in range(len(self.types)) if steps_by_type[k]), Decimal(0)) / 3600
             self.pool_cost[name] = cost
-            gpu_seconds = float(sum(secs[k] * self.types[k].gpus for k in range(len(self.types))))
-            held = float(sum(held_seconds[i].sum() for i, e in enumerate(self.endpoints) if e.demand.pool == name))
-            cheapest = min((self.catalog.get(t).on_demand_hourly / self.catalog.get(t).gpus
-                            for t in self.pools[name].instance_types))
-            headroom_cost = Decimal(int(round(headroom_gpu_seconds[name]))) * cheapest / 3600
+            gpu_seconds = float(sum(steps_by_type[k] * self.types[k].gpus for k in range(len(self.types))) * step)
+            cheapest = min(t.on_demand_hourly / t.gpus for t in self.pool_types[name])
+            headroom_cost = Decimal(headroom_steps[name] * step) * cheapest / 3600
             self._pool_results[name] = PoolResult(
                 name=name, warm_headroom_gpus=self.headroom[name],
-                node_hours_by_type={self.types[k].name: secs[k] / 3600 for k in range(len(self.types)) if secs[k]},
-                gpu_hours=gpu_seconds / 3600, gpu_hours_held=held / 3600, cost=cost.quantize(CENT),
-                attributed_cost=pool_attr[name].quantize(CENT), overhead_cost=(cost - pool_attr[name]).quantize(CENT),
-                headroom_cost=headroom_cost.quantize(CENT), lower_bound_cost=lower[p].quantize(CENT),
-                peak_nodes=peak_nodes[name],
+                node_hours_by_type={self.types[k].name: steps_by_type[k] * step / 3600
+                                    for k in range(len(self.types)) if steps_by_type[k]},
+                gpu_hours=gpu_seconds / 3600, gpu_hours_held=pool_held[name] * step / 3600,
+                cost=cost.quantize(CENT), attributed_cost=pool_attr[name].quantize(CENT),
+                overhead_cost=(cost - pool_attr[name]).quantize(CENT), headroom_cost=headroom_cost.quantize(CENT),
+                lower_bound_cost=lower.quantize(CENT), peak_nodes=self.peak_nodes[name],
+                cold_start_waits=pool_waits[name],
             )
-
-    def _lower_bounds(self, served_need: np.ndarray) -> list[Decimal]:
-        step = self.traffic.step_seconds
-        out = []
-        for p, name in enumerate(self.pools):
-            types = [self.catalog.get(t) for t in self.pools[name].instance_types]
-            need = served_need[p]
-            top = int(need.max()) if len(need) else 0
-            # cheapest[g]: least hourly price of nodes with at least g GPUs in all (unbounded covering knapsack).
-            cheapest = [Decimal(0)] + [Decimal("Infinity")] * top
-            for g in range(1, top + 1):
-                cheapest[g] = min(t.on_demand_hourly + cheapest[max(0, g - t.gpus)] for t in types)
-            values, counts = np.unique(need, return_counts=True)
-            total = sum((cheapest[int(v)] * int(c) for v, c in zip(values, counts, strict=True)), Decimal(0))
-            out.append(total * step / 3600)
-        return out
 
     def pool_result(self, name: str) -> PoolResult:
         return self._pool_results[name]
+
+
+def _lower_bound(need: np.ndarray, gpus: np.ndarray, types: Sequence[GpuInstanceType]) -> Decimal:
+    """Sum over steps of the cheapest node set of `types` holding `need[i, t]` replicas of `gpus[i]` GPUs.
+
+    Per step the bound is the largest of these, each below any placement's cost: for every replica size s,
+    the cheapest whole nodes of at least s GPUs whose GPUs cover the replicas of at least s GPUs (an
+    unbounded covering knapsack); and the cheapest fractional nodes, layer by layer, the GPUs of replicas
+    of size s at the lowest per-GPU price of the types that hold size s. Packing across nodes, tenancy and
+    timing are ignored, so no placement beats it.
+    """
+    if not need.size:
+        return Decimal(0)
+    sizes = sorted({int(g) for g in gpus}, reverse=True)
+    per_size = np.stack([need[gpus == s].sum(axis=0) for s in sizes])  # replicas of each size, per step
+    columns, counts = np.unique(per_size, axis=1, return_counts=True)
+    eligible = [[t for t in types if t.gpus >= s] for s in sizes]
+    per_gpu = [min(t.on_demand_hourly / t.gpus for t in ts) for ts in eligible]
+    covers: list[list[Decimal]] = [[Decimal(0)] for _ in sizes]
+
+    def cover(k: int, g: int) -> Decimal:
+        table = covers[k]
+        while len(table) <= g:
+            need_g = len(table)
+            table.append(min(t.on_demand_hourly + table[max(0, need_g - t.gpus)] for t in eligible[k]))
+        return table[g]
+
+    total = Decimal(0)
+    for column, count in zip(columns.T.tolist(), counts.tolist(), strict=True):
+        layer_gpus = [s * c for s, c in zip(sizes, column, strict=True)]
+        fractional = sum((g * p for g, p in zip(layer_gpus, per_gpu, strict=True)), Decimal(0))
+        best, above = fractional, 0
+        for k in range(len(sizes)):
+            above += layer_gpus[k]
+            if above:
+                best = max(best, cover(k, above))
+        total += best * count
+    return total
+
+
+def _victim(reps: list[_Replica]) -> _Replica:
+    """Whom a scale-down removes: a pending replica, else the starting one ready last, else a serving one on
+    the least used node (the lowest node id among equals)."""
+    starting: _Replica | None = None
+    serving: _Replica | None = None
+    for r in reps:
+        node = r.node
+        if node is None:
+            return r
+        if not r.serving:
+            if starting is None or r.ready_at > starting.ready_at:
+                starting = r
+        elif starting is None and (serving is None or node.used < serving.node.used  # type: ignore[union-attr]
+                                   or (node.used == serving.node.used and node.id < serving.node.id)):  # type: ignore[union-attr]
+            serving = r
+    victim = starting or serving
+    assert victim is not None
+    return victim
+
+
+def _grouped(keys: np.ndarray, groups: int, seconds: np.ndarray, for_node: np.ndarray) -> list[Waits]:
+    """Waits per group of placements, `keys` naming each placement's group (0 to groups - 1)."""
+    order = np.argsort(keys, kind="stable")
+    cuts = np.searchsorted(keys[order], np.arange(groups + 1))
+    out = []
+    for g in range(groups):
+        idx = order[cuts[g]:cuts[g + 1]]
+        out.append(Waits.of(seconds[idx], int(for_node[idx].sum())))
+    return out
