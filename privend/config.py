@@ -67,9 +67,12 @@ class ApiAccess(_Model):
         return self
 
 
+MAX_POOL_NODES = 1000  # a managed node group's maxSize, at most
+
+
 class _Scaling(_Model):
     min_size: int = Field(ge=0)
-    max_size: int = Field(ge=1, le=1000)
+    max_size: int = Field(ge=1, le=MAX_POOL_NODES)
     desired_size: int | None = Field(default=None, ge=0)
     disk_size_gib: int = Field(default=100, ge=20, le=16384, alias="diskSizeGiB")
 
@@ -96,6 +99,9 @@ class SystemPool(_Scaling):
     disk_size_gib: int = Field(default=50, ge=20, le=16384, alias="diskSizeGiB")
 
 
+MAX_WARM_HEADROOM_GPUS = 1024
+
+
 class GpuPool(_Scaling):
     """One shared GPU pool: a managed node group of GPU instances."""
 
@@ -104,14 +110,30 @@ class GpuPool(_Scaling):
     capacity_type: CapacityType = "on-demand"
     disk_size_gib: int = Field(default=200, ge=50, le=16384, alias="diskSizeGiB")
     labels: dict[str, str] = Field(default_factory=dict)
-    # GPUs kept free on the pool's shared nodes so a scale-up starts on a warm GPU (placeholder
-    # pods of a negative PriorityClass); `capacity simulate` replays traffic with it.
-    warm_headroom_gpus: int = Field(default=0, ge=0, le=256)
+    # GPUs kept free on the pool's shared nodes so a scale-up starts on a warm GPU: placeholder
+    # pods of a negative PriorityClass, warmHeadroomPodGpus GPUs each (the pool's largest replica,
+    # so any replica can take a placeholder's place). `capacity apply` sets both from a simulation
+    # of recent traffic; `capacity simulate` replays traffic with them.
+    warm_headroom_gpus: int = Field(default=0, ge=0, le=MAX_WARM_HEADROOM_GPUS)
+    warm_headroom_pod_gpus: int = Field(default=1, ge=1, le=8)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return dns_label(value, "pool name", POOL_NAME_MAX)
+
+    @model_validator(mode="after")
+    def _headroom(self) -> "GpuPool":
+        k = self.warm_headroom_pod_gpus
+        if self.warm_headroom_gpus % k:
+            raise ValueError(f"warmHeadroomGpus ({self.warm_headroom_gpus}) must be a multiple of "
+                             f"warmHeadroomPodGpus ({k})")
+        biggest = max(gpu_catalog().instances[t].gpus for t in self.instance_types
+                      if t in gpu_catalog().instances) if self.instance_types else 0
+        if biggest and k > biggest:
+            raise ValueError(f"warmHeadroomPodGpus ({k}) is more than the pool's largest instance type holds "
+                             f"({biggest} GPUs)")
+        return self
 
     @field_validator("instance_types")
     @classmethod

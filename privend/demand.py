@@ -26,12 +26,12 @@ Pool bounds (`capacity apply`)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from privend.capacity import CapacityPlan, Demand, PoolSpec, plan_capacity
 from privend.catalog import gpu_catalog, model_catalog
-from privend.config import EnvironmentConfig
+from privend.config import MAX_POOL_NODES, EnvironmentConfig
 from privend.cost import CostEstimate, estimate_costs
 from privend.errors import InputError
 from privend.registry.models import Endpoint
@@ -103,6 +103,7 @@ class PoolBounds:
     new_min: int
     new_max: int
     new_desired: int | None
+    headroom_nodes: int = 0  # nodes maxSize leaves for the warm headroom's placeholders
 
     @property
     def changed(self) -> bool:
@@ -133,17 +134,24 @@ def _not_lowered_below(target: int, current: int, floor: int) -> int:
     return max(target, min(current, floor))
 
 
-def pool_bounds(cfg: EnvironmentConfig, plan: CapacityPlan, running: CapacityPlan | None = None) -> list[PoolBounds]:
-    """New minSize/maxSize/desiredSize per pool from `plan`, guarded by `running` (the running endpoints' plan)."""
+def pool_bounds(cfg: EnvironmentConfig, plan: CapacityPlan, running: CapacityPlan | None = None,
+                headroom_nodes: Mapping[str, int] | None = None) -> list[PoolBounds]:
+    """New minSize/maxSize/desiredSize per pool from `plan`, guarded by `running` (the running endpoints' plan).
+
+    maxSize also leaves `headroom_nodes[pool]` nodes for the pool's warm headroom.
+    """
     result = []
     for pool in cfg.gpu_pools:
         planned = plan.pools[pool.name]
         need = running.pools[pool.name].max.node_count if running is not None else 0
         new_min = max(0, _not_lowered_below(planned.min.node_count, pool.min_size, need))
-        new_max = max(1, new_min, _not_lowered_below(planned.max.node_count, pool.max_size, need))
+        extra = (headroom_nodes or {}).get(pool.name, 0)
+        new_max = max(1, new_min, _not_lowered_below(min(MAX_POOL_NODES, planned.max.node_count + extra),
+                                                     pool.max_size, need))
         new_desired = None if pool.desired_size is None else min(max(pool.desired_size, new_min), new_max)
         result.append(PoolBounds(pool.name, pool.min_size, pool.max_size, pool.desired_size,
-                                 planned.min.node_count, planned.max.node_count, need, new_min, new_max, new_desired))
+                                 planned.min.node_count, planned.max.node_count, need, new_min, new_max, new_desired,
+                                 extra))
     return result
 
 

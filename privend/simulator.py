@@ -33,9 +33,11 @@ replicas are never drained (the autoscaler could consolidate them; not doing
 so errs on the dear side).
 
 Warm headroom. Placeholder pods of a negative PriorityClass hold N GPUs per
-pool. A replica preempts them at once, so it waits only for its own start; the
+pool, in pods of k GPUs each (k: the largest replica of the pool's shared
+endpoints, so that any replica can take a placeholder's place on its node). A
+replica preempts them at once, so it waits only for its own start; the
 placeholders, pending again, make the autoscaler launch a node: the pool keeps
-N free GPUs on its shared nodes (ready or booting).
+room for N / k placeholders on its shared nodes (ready or booting).
 
 Cold start (ColdStartModel): node ready (EC2 launch, boot, kubelet join, the
 NVIDIA device plugin advertising GPUs), the engine image pull (once per node),
@@ -51,9 +53,14 @@ cheapest catalog type with the pool's GPU model that holds a replica, enough
 for its own peak step, always on; "dedicated autoscaled", the same instances
 following the traffic under the same policy with no shared warm capacity
 (simulated here, every scale-up waiting for a new instance). Lower bound: per
-step, the cheapest set of the pool's node types whose GPUs hold the replicas
-the served work needs at 100 % utilisation (and every endpoint's minimum),
-summed over steps; packing and tenancy are ignored, so no placement beats it.
+step, the cheapest set of the pool's node types that holds the replicas the
+served work needs at 100 % utilisation (and every endpoint's minimum), summed
+over steps. A replica of g GPUs needs a node of at least g GPUs; packing across
+nodes, tenancy and timing are relaxed (`_lower_bound`), so no placement beats it.
+
+Warm headroom per pool (`choose_headroom`): the smallest N for which a pool's
+share of scale-ups that did not wait for a node meets a target, found by
+doubling N and then bisecting, each trial a pooled run of that pool alone.
 """
 
 from __future__ import annotations
@@ -368,8 +375,8 @@ def _sliding_max(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
-             headroom: Mapping[str, int] | None = None, *, cold_start: ColdStartModel | None = None,
-             catalog: GpuCatalog | None = None) -> SimulationResult:
+             headroom: Mapping[str, int] | None = None, *, headroom_pod_gpus: Mapping[str, int] | None = None,
+             cold_start: ColdStartModel | None = None, catalog: GpuCatalog | None = None) -> SimulationResult:
     """Pooled run, both baselines and the lower bound over `traffic`'s window."""
     catalog = catalog or gpu_catalog()
     cold_start = cold_start or ColdStartModel()
@@ -383,7 +390,12 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
                              f"type of pool {e.demand.pool!r} (largest: {biggest} GPUs)")
         if e.name not in traffic.context_tokens:
             raise InputError(f"endpoint {e.name!r} has no traffic in the window")
-    pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog).run()
+    pod_gpus = {name: (headroom_pod_gpus or {}).get(name) or placeholder_gpus(endpoints, name) for name in pools}
+    for name, n in headroom.items():
+        if name in pools and n % pod_gpus[name]:
+            raise InputError(f"pool {name!r}: warm headroom of {n} GPUs is not a whole number of "
+                             f"{pod_gpus[name]}-GPU placeholders")
+    pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog, pod_gpus=pod_gpus).run()
     dedicated_endpoints, dedicated_pools = _dedicated_fleet(endpoints, pools, catalog)
     autoscaled = _Run(dedicated_endpoints, dedicated_pools, traffic, {}, cold_start, catalog, bounds=False).run()
     hours = Decimal(traffic.steps * traffic.step_seconds) / 3600
@@ -409,6 +421,99 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
     return SimulationResult(traffic.start.isoformat(), traffic.end.isoformat(), traffic.step_seconds,
                             catalog.prices_read_on, tuple(results), pool_results, pooled.all_waits,
                             autoscaled.all_waits)
+
+
+@dataclass(frozen=True)
+class HeadroomTrial:
+    gpus: int
+    ready_percent: float  # scale-ups that did not wait for a node
+    scale_ups: int
+    pool_cost: Decimal
+    headroom_cost: Decimal
+
+
+@dataclass(frozen=True)
+class HeadroomChoice:
+    """The warm headroom chosen for one pool, and every trial that led to it."""
+
+    pool: str
+    gpus: int
+    pod_gpus: int  # GPUs per placeholder pod
+    target_percent: float
+    met: bool
+    trials: tuple[HeadroomTrial, ...]
+
+    @property
+    def chosen(self) -> HeadroomTrial:
+        return next(t for t in self.trials if t.gpus == self.gpus)
+
+    @property
+    def without(self) -> HeadroomTrial:
+        """The trial with no headroom (always run first)."""
+        return self.trials[0]
+
+    @property
+    def extra_cost(self) -> Decimal:
+        """What the chosen headroom adds to the pool's cost over the simulated window."""
+        return self.chosen.pool_cost - self.without.pool_cost
+
+
+def placeholder_gpus(endpoints: Sequence[SimEndpoint], pool: str) -> int:
+    """GPUs per placeholder pod of `pool`: its shared endpoints' largest replica (1 without any)."""
+    return max((e.demand.gpus_per_replica for e in endpoints
+                if e.demand.pool == pool and e.demand.tier != "dedicated"), default=1)
+
+
+def choose_headroom(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
+                    target_percent: float = 99.0, limit: int = 512, *, cold_start: ColdStartModel | None = None,
+                    catalog: GpuCatalog | None = None) -> dict[str, HeadroomChoice]:
+    """Per pool, the fewest warm GPUs with which `target_percent` of scale-ups do not wait for a node.
+
+    N counts whole placeholders of `placeholder_gpus` each. Doubling the placeholders from 0 to the first
+    count that meets the target (at most `limit` GPUs), then bisecting below it; a pool that misses the
+    target at `limit` gets the trial with the highest share (the fewest GPUs among equals), and `met` is
+    False. A pool without endpoints or scale-ups needs none.
+    """
+    catalog = catalog or gpu_catalog()
+    cold_start = cold_start or ColdStartModel()
+    return {name: _choose_pool_headroom(name, pool, [e for e in endpoints if e.demand.pool == name], traffic,
+                                        target_percent, limit, cold_start, catalog)
+            for name, pool in pools.items()}
+
+
+def _choose_pool_headroom(name: str, pool: PoolSpec, members: list[SimEndpoint], traffic: Traffic,
+                          target_percent: float, limit: int, cold_start: ColdStartModel,
+                          catalog: GpuCatalog) -> HeadroomChoice:
+    k = placeholder_gpus(members, name)
+    trials: dict[int, HeadroomTrial] = {}
+
+    def trial(pods: int) -> HeadroomTrial:
+        n = pods * k
+        if n not in trials:
+            run = _Run(members, {name: pool}, traffic, {name: n}, cold_start, catalog, bounds=False,
+                       pod_gpus={name: k}).run()
+            result, waits = run.pool_result(name), run.all_waits
+            share = 100.0 if not waits.count else 100 * (waits.count - waits.waited_for_node) / waits.count
+            trials[n] = HeadroomTrial(n, share, waits.count, result.cost, result.headroom_cost)
+        return trials[n]
+
+    most = max(0, limit // k)
+    low, pods = -1, 0
+    while trial(pods).ready_percent < target_percent and pods < most:
+        low, pods = pods, min(most, max(1, pods * 2))
+    met = trial(pods).ready_percent >= target_percent
+    if met:
+        high = pods
+        while high - low > 1:
+            mid = (low + high) // 2
+            if trial(mid).ready_percent >= target_percent:
+                high = mid
+            else:
+                low = mid
+        chosen = high * k
+    else:
+        chosen = max(trials.values(), key=lambda t: (t.ready_percent, -t.gpus)).gpus
+    return HeadroomChoice(name, chosen, k, target_percent, met, tuple(trials[n] for n in sorted(trials)))
 
 
 def _dedicated_pool_name(e: SimEndpoint) -> str:
@@ -440,7 +545,7 @@ class _Run:
 
     def __init__(self, endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
                  headroom: Mapping[str, int], cold_start: ColdStartModel, catalog: GpuCatalog,
-                 bounds: bool = True) -> None:
+                 bounds: bool = True, pod_gpus: Mapping[str, int] | None = None) -> None:
         self.bounds = bounds
         self.endpoints = list(endpoints)
         self.pools = dict(pools)
@@ -448,6 +553,7 @@ class _Run:
         self.pool_row = {name: p for p, name in enumerate(self.pool_names)}
         self.traffic = traffic
         self.headroom = {name: headroom.get(name, 0) for name in pools}
+        self.pod_gpus = {name: (pod_gpus or {}).get(name, 1) for name in pools}
         self.cold = cold_start
         self.catalog = catalog
         self.types: list[GpuInstanceType] = sorted({catalog.get(t) for p in pools.values() for t in p.instance_types},
@@ -593,20 +699,32 @@ class _Run:
     def _try_remove(self, group: _Group, node: _Node) -> bool:
         if self.pool_nodes[group.pool] <= self.pools[group.pool].min_size:
             return False
-        if group.dedicated_tenant is None and group.free_total - node.free < self.headroom[group.pool]:
-            return False
+        if group.dedicated_tenant is None and self.headroom[group.pool]:
+            k = self.pod_gpus[group.pool]
+            if (self._slots(group, k) - node.free // k) * k < self.headroom[group.pool]:
+                return False
         self._remove_node(group, node)
         return True
 
-    def _keep_headroom(self, pool: str, now: float) -> None:
-        want = self.headroom[pool]
+    @staticmethod
+    def _slots(group: _Group, k: int) -> int:
+        """Placeholders of k GPUs the group's nodes (ready or booting) have room for."""
+        if k == 1:
+            return group.free_total
+        slots = sum(len(bucket) * (free // k) for free, bucket in enumerate(group.ready_by_free) if free >= k)
+        return slots + sum((node.gpus - node.used) // k for node in group.booting.values())
+
+    def _keep_headroom(self, pool: str, now: float) -> int:
+        """Launch nodes until the pool's shared nodes have room for its placeholders; the GPUs they hold."""
+        want, k = self.headroom[pool], self.pod_gpus[pool]
         group = self._group_of(pool, None)
-        free = group.free_total
-        while free < want:
-            node = self._launch(group, 1, want - free, now, ready=now == 0.0)
+        slots, pods = self._slots(group, k), want // k
+        while slots < pods:
+            node = self._launch(group, k, (pods - slots) * k, now, ready=now == 0.0)
             if node is None:
-                return
-            free += node.gpus
+                break
+            slots += node.gpus // k
+        return min(want, slots * k)
 
     # -- replicas
 
@@ -625,7 +743,8 @@ class _Run:
             node = self._best_fit(group, size) or self._launch(group, size, expected, now)
             if node is None:
                 return False
-        waited_for_node = node.ready_at > r.wanted_at
+        # Waited for a node: the node was not ready when the replica was wanted, or the pool was at maxSize.
+        waited_for_node = node.ready_at > r.wanted_at or now > r.wanted_at
         self._take(group, node, size, now)
         engine = self.engine[i]
         if engine in node.images:
@@ -759,12 +878,10 @@ class _Run:
             if pending:
                 # Replicas pending since the pool was at maxSize retry.
                 pending = [r for r in pending if r.alive and r.node is None and not self._place(r, now, gpus[r.endpoint])]
-            for name in headroom_pools:
-                self._keep_headroom(name, now)
             if self.blocked_groups or (self.unneeded_heap and self.unneeded_heap[0][0] <= now):
                 self._scale_down_nodes(now)
             for name in headroom_pools:
-                headroom_steps[name] += min(self.headroom[name], self._group_of(name, None).free_total)
+                headroom_steps[name] += self._keep_headroom(name, now)
             if self.touched:
                 for name in self.touched:
                     if self.pool_nodes[name] > self.peak_nodes[name]:

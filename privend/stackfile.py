@@ -1,7 +1,9 @@
 """Editing a stack file: the GPU pools' bounds written in as text, checked, replaced atomically.
 
-Only minSize, maxSize and desiredSize are rewritten, as text: every other byte of
-the stack file (comments, order, quoting) stays as it was. The result is checked
+Only minSize, maxSize, desiredSize, warmHeadroomGpus and warmHeadroomPodGpus are
+rewritten, as text: every other byte of the stack file (comments, order, quoting)
+stays as it was; a headroom key a pool lacks is added on a line of its own after
+the pool's maxSize. The result is checked
 to parse to the old document with exactly those values changed, and to load
 through the same models as `load_environment`, before it replaces the file.
 """
@@ -17,7 +19,6 @@ from pathlib import Path
 
 import yaml
 
-from privend.capacity import CapacityPlan
 from privend.config import (
     EnvironmentConfig,
     GpuPool,
@@ -27,29 +28,39 @@ from privend.config import (
     parse_environment,
     stack_file,
 )
-from privend.demand import pool_bounds
+from privend.demand import PoolBounds
 from privend.errors import PrivendError
 from privend.files import read_text
 
-BOUND_KEYS = {"min_size": "minSize", "max_size": "maxSize", "desired_size": "desiredSize"}
+BOUND_KEYS = {"min_size": "minSize", "max_size": "maxSize", "desired_size": "desiredSize",
+              "warm_headroom_gpus": "warmHeadroomGpus", "warm_headroom_pod_gpus": "warmHeadroomPodGpus"}
+# Keys `rewrite_pool_bounds` may add when a pool lacks them (they have defaults).
+INSERTABLE_KEYS = ("warmHeadroomGpus", "warmHeadroomPodGpus")
 
 
-def apply_bounds(cfg: EnvironmentConfig, plan: CapacityPlan, path: Path | str,
-                 running: CapacityPlan | None = None) -> tuple[str, str]:
-    """The stack file at `path` with the pools' bounds from `plan` written in, and the unified diff.
+def apply_bounds(cfg: EnvironmentConfig, bounds: list[PoolBounds], path: Path | str,
+                 headroom: Mapping[str, tuple[int, int]] | None = None) -> tuple[str, str]:
+    """The stack file at `path` with the pools' new `bounds` written in, and the unified diff.
 
-    Nothing is written here (see `write_stack_file`). The diff is empty when
-    nothing changes.
+    `headroom` maps a pool to its (warmHeadroomGpus, warmHeadroomPodGpus). Nothing is
+    written here (see `write_stack_file`). The diff is empty when nothing changes.
     """
     path = Path(path)
     old = read_text(path, display_path(path))
-    bounds = pool_bounds(cfg, plan, running)
-    values = {b.pool: b.new_values() for b in bounds}
+    values = bound_values(bounds, headroom)
     shown = display_path(path)
     new = rewrite_pool_bounds(old, values, source=shown)
     _same_but_bounds(old, new, values, shown)
     check_stack_text(new, cfg.environment, shown, values)
     return new, unified_diff(old, new, shown)
+
+
+def bound_values(bounds: list[PoolBounds], headroom: Mapping[str, tuple[int, int]] | None = None) -> dict[str, dict[str, int]]:
+    """The stack file values per pool: the bounds' new values, and the warm headroom where given."""
+    values = {b.pool: dict(b.new_values()) for b in bounds}
+    for pool, (gpus, pod_gpus) in (headroom or {}).items():
+        values.setdefault(pool, {}).update({"warmHeadroomGpus": gpus, "warmHeadroomPodGpus": pod_gpus})
+    return values
 
 
 _POOLS_KEY = re.compile(r"""^(?P<indent> *)(?P<q>["']?)privend:gpuPools(?P=q) *:(?P<rest>.*)$""")
@@ -67,14 +78,25 @@ def rewrite_pool_bounds(text: str, values: Mapping[str, Mapping[str, int]], *, s
     """
     lines = text.splitlines(keepends=True)
     located = _locate_pool_keys(lines, source)
+    inserts: list[tuple[int, str]] = []
     for pool, keys in values.items():
         if pool not in located:
             raise PrivendError(f"{source}: pool {pool!r} not found under privend:gpuPools")
         for key, value in keys.items():
             if key not in located[pool]:
-                raise PrivendError(f"{source}: pool {pool!r} has no {key} line to rewrite")
+                anchor = located[pool].get("maxSize")
+                if key not in INSERTABLE_KEYS or anchor is None:
+                    raise PrivendError(f"{source}: pool {pool!r} has no {key} line to rewrite")
+                line = lines[anchor[0]]
+                eol = line[len(line.rstrip("\r\n")):] or "\n"
+                inserts.append((anchor[0], " " * anchor[1] + f"{key}: {int(value)}" + eol))
+                continue
             index, column = located[pool][key]
             lines[index] = _replace_value(lines[index], column, str(int(value)), source)
+    for index in sorted({index for index, _ in inserts}, reverse=True):
+        if not lines[index].endswith(("\n", "\r")):
+            lines[index] += "\n"
+        lines[index + 1:index + 1] = [text for at, text in inserts if at == index]
     return "".join(lines)
 
 

@@ -185,7 +185,7 @@ def test_capacity_apply_shows_the_diff_and_answering_no_changes_nothing(dev_flee
     assert ("       capacityType: spot\n"
             "-      minSize: 0\n-      maxSize: 4\n+      minSize: 3\n+      maxSize: 6\n"
             "       diskSizeGiB: 200\n") in result.stdout
-    assert "Write these pool bounds to Pulumi.dev.yaml? [y/N]" in result.stdout
+    assert "Write these pool bounds and headroom to Pulumi.dev.yaml? [y/N]" in result.stdout
     assert (stacks / "Pulumi.dev.yaml").read_bytes() == before
 
 
@@ -487,3 +487,64 @@ def test_endpoint_create_with_enough_quota_says_nothing_about_quotas(aws):
                 "--strict-quota")
     assert result.stderr == ""
     assert endpoint_names() == ["chat"]
+
+
+# -- capacity apply: warm headroom
+
+
+def test_capacity_apply_sizes_warm_headroom_on_traffic_and_simulate_confirms_the_target(stacks):
+    ok("tenant", "create", "acme", "--aws-account", ACME)
+    for name in ("chat", "code", "docs"):
+        ok("endpoint", "create", name, "--tenant", "acme", "--model", MODEL_8B, "--replicas", "0:4", "--no-deploy")
+    path = stacks / "Pulumi.dev.yaml"
+    assert "warmHeadroom" not in path.read_text()
+
+    out = ok("capacity", "apply", "--synthetic", "7", "--target", "99.9", "--yes").stdout
+
+    pool = load_environment("dev").pool("l4")
+    assert pool.warm_headroom_gpus > 0 and pool.warm_headroom_pod_gpus == 1
+    assert f"pool l4: warmHeadroomGpus {pool.warm_headroom_gpus} in {pool.warm_headroom_gpus} placeholders of 1 GPU" \
+        in out
+    assert "meets the 99.9 % target" in out and "a month" in out
+    # maxSize: the plan's 12 single-GPU nodes at max scale, and room for the placeholders on 4-GPU nodes.
+    assert pool.max_size == 12 + -(-pool.warm_headroom_gpus // 4)
+    # The keys went in after maxSize; nothing else moved.
+    assert f"      maxSize: {pool.max_size}\n      warmHeadroomGpus: {pool.warm_headroom_gpus}\n      warmHeadroomPodGpus: 1\n" \
+        in path.read_text()
+    # Replaying the same traffic (with the bounds now written) meets the target; one GPU fewer does not.
+    again = json.loads(ok("capacity", "simulate", "--synthetic", "7", "--format", "json").stdout)
+    assert float(again["pools"][0]["scale_ups_without_waiting_for_a_node_percent"]) >= 99.9
+    path.write_text(path.read_text().replace(f"warmHeadroomGpus: {pool.warm_headroom_gpus}",
+                                             f"warmHeadroomGpus: {pool.warm_headroom_gpus - 1}"))
+    fewer = json.loads(ok("capacity", "simulate", "--synthetic", "7", "--format", "json").stdout)
+    assert float(fewer["pools"][0]["scale_ups_without_waiting_for_a_node_percent"]) < 99.9
+    # Run again on the same traffic: only the headroom changed back, nothing else.
+    ok("capacity", "apply", "--synthetic", "7", "--target", "99.9", "--yes")
+    assert load_environment("dev").pool("l4").warm_headroom_gpus == pool.warm_headroom_gpus
+
+
+def test_capacity_apply_without_traffic_keeps_no_headroom_and_names_unsimulated_endpoints(dev_fleet, stacks):
+    # The default source is last period's usage ledger: empty here, so no scale-up needs a warm GPU.
+    out = ok("capacity", "apply", "--yes").stdout
+    assert "warm headroom sized on usage ledger, period" in out
+    assert "not simulated (model outside the catalog, throughput unknown): big" in out
+    assert "warmHeadroomGpus 0 in 0 placeholders" in out
+    assert "warmHeadroom" not in (stacks / "Pulumi.dev.yaml").read_text()
+
+
+def test_capacity_apply_takes_one_traffic_source_at_most():
+    result = run("capacity", "apply", "--synthetic", "1", "--period", "2026-10")
+    assert result.exit_code == 2
+    assert "give at most one of --traffic, --period, --synthetic (got --period, --synthetic)" in result.output
+
+
+def test_rewrite_adds_missing_headroom_keys_after_max_size_and_refuses_other_missing_keys():
+    text = ("config:\n  privend:gpuPools:\n  - name: a\n    instanceTypes: [g6.xlarge]\n    minSize: 0\n"
+            "    maxSize: 4 # cap\n    labels: {x: y}\n")
+    out = rewrite_pool_bounds(text, {"a": {"warmHeadroomGpus": 3, "warmHeadroomPodGpus": 1}})
+    assert out == ("config:\n  privend:gpuPools:\n  - name: a\n    instanceTypes: [g6.xlarge]\n    minSize: 0\n"
+                   "    maxSize: 4 # cap\n    warmHeadroomGpus: 3\n    warmHeadroomPodGpus: 1\n    labels: {x: y}\n")
+    again = rewrite_pool_bounds(out, {"a": {"warmHeadroomGpus": 5}})
+    assert "    warmHeadroomGpus: 5\n    warmHeadroomPodGpus: 1\n" in again
+    with pytest.raises(PrivendError, match="pool 'a' has no desiredSize line to rewrite"):
+        rewrite_pool_bounds(text, {"a": {"desiredSize": 1}})

@@ -141,33 +141,73 @@ def render_capacity(report: capacity_service.CapacityReport, fmt: str, detail: b
 
 @capacity.command("apply")
 @env_option
+@click.option("--traffic", "traces", type=click.Path(path_type=Path), help="Size warm headroom on a directory "
+              "of <endpoint>.csv traces.")
+@click.option("--period", help="Size warm headroom on the usage ledger of billing period YYYY-MM "
+              "(default: the last full period).")
+@click.option("--synthetic", "seed", type=int, help="Size warm headroom on generated traffic of this seed.")
+@click.option("--target", "target_percent", type=click.FloatRange(0, 100), show_default=True,
+              default=capacity_service.DEFAULT_READY_TARGET_PERCENT,
+              help="Scale-ups that must not wait for a node, in percent.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
-def apply(app: App, env, yes) -> None:
-    """Write the planned GPU pool bounds (minSize, maxSize) into stacks/Pulumi.<env>.yaml.
+def apply(app: App, env, traces, period, seed, target_percent, yes) -> None:
+    """Write the planned GPU pool bounds and warm headroom into stacks/Pulumi.<env>.yaml.
 
     A bound is never lowered below what running endpoints (ready, deploying,
-    suspended) need at their maximum scale. Shows the diff and asks first.
+    suspended) need at their maximum scale. The warm headroom per pool
+    (warmHeadroomGpus, in placeholders of warmHeadroomPodGpus) is the least with
+    which --target percent of the simulated scale-ups start on a warm node.
+    Shows the diff and the headroom's cost, and asks first.
     """
+    given = [name for name, value in (("--traffic", traces), ("--period", period), ("--synthetic", seed))
+             if value is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"give at most one of --traffic, --period, --synthetic (got {', '.join(given)})")
+    source = (capacity_service.TrafficSource(traces=traces, period=period, seed=seed) if given else None)
+
     def show(change: capacity_service.BoundsChange) -> None:
         for b in change.bounds:
             desired = "" if b.new_desired is None else f", desiredSize {b.desired_size} -> {b.new_desired}"
             click.echo(f"pool {b.pool}: minSize {b.min_size} -> {b.new_min}, maxSize {b.max_size} -> {b.new_max}"
                        f"{desired} (plan: {b.planned_min} nodes at min, {b.planned_max} at max; running endpoints "
                        f"need {b.running_need} at max)")
+        for line in headroom_lines(change):
+            click.echo(line)
 
     def confirm(change: capacity_service.BoundsChange) -> None:
         show(change)
         click.echo(change.diff, nl=False)
         if not yes:
-            click.confirm(f"Write these pool bounds to {change.path.name}?", abort=True)
+            click.confirm(f"Write these pool bounds and headroom to {change.path.name}?", abort=True)
 
-    change = capacity_service.apply_capacity(app, env, confirm=confirm)
+    change = capacity_service.apply_capacity(app, env, confirm=confirm, source=source, target_percent=target_percent)
     if not change.diff:
         show(change)
-        click.echo(f"nothing to change in {change.path.name}: the pool bounds already follow the plan")
+        click.echo(f"nothing to change in {change.path.name}: the pool bounds and headroom already follow the plan")
         return
-    click.echo(f"wrote {change.path.name}; `pulumi up -s {env}` applies the bounds to the node groups")
+    click.echo(f"wrote {change.path.name}; `pulumi up -s {env}` applies the bounds to the node groups and the "
+               "placeholders to the pools")
+
+
+def headroom_lines(change: capacity_service.BoundsChange) -> list[str]:
+    """One line per pool: the warm headroom chosen, the share of ready scale-ups, and what it costs."""
+    lines = [f"warm headroom sized on {change.traffic} ({change.window_hours:,.0f} h simulated, on-demand prices)"]
+    if change.unsimulated:
+        lines.append(f"not simulated (model outside the catalog, throughput unknown): {', '.join(change.unsimulated)}")
+    month = Decimal(730) / Decimal(str(change.window_hours)) if change.window_hours else Decimal(0)
+    for name, choice in change.headroom.items():
+        chosen, without = choice.chosen, choice.without
+        verdict = ("meets" if choice.met else "misses") + f" the {choice.target_percent:g} % target"
+        extra = choice.extra_cost
+        lines.append(
+            f"pool {name}: warmHeadroomGpus {choice.gpus} in {choice.gpus // choice.pod_gpus} placeholders of "
+            f"{choice.pod_gpus} GPU{'s' if choice.pod_gpus > 1 else ''}: {chosen.ready_percent:.2f} % of "
+            f"{chosen.scale_ups} scale-ups start on a warm node ({verdict}; {without.ready_percent:.2f} % without "
+            f"headroom); pool cost {money(chosen.pool_cost)} against {money(without.pool_cost)} without: "
+            f"{'+' if extra >= 0 else '-'}{money(abs(extra))} for the window, about "
+            f"{money((abs(extra) * month).quantize(Decimal('0.01')))} a month")
+    return lines
 
 
 def _instant(ctx, param, value):
