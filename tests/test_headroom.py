@@ -9,6 +9,7 @@ import pytest
 
 from privend import headroom, nodes
 from privend.config import load_environment
+from privend.policies import rules
 from privend.versions import PAUSE_IMAGE
 from tests.cli_support import assert_one_line_error, ok, private_stacks, run
 
@@ -51,6 +52,12 @@ def test_strict_validation_would_catch_a_misspelt_placeholder_field():
 def test_a_placeholder_deployment_needs_at_least_one_gpu():
     with pytest.raises(ValueError, match="pool l4: a placeholder Deployment needs at least one GPU, got 0"):
         headroom.placeholder_deployment("l4", 0)
+
+
+def test_the_guardrail_checks_the_names_and_numbers_the_renderer_uses():
+    assert rules.HEADROOM_PRIORITY_CLASS == headroom.PRIORITY_CLASS
+    assert rules.AUTOSCALER_EXPENDABLE_CUTOFF == headroom.AUTOSCALER_EXPENDABLE_CUTOFF
+    assert rules.TENANT_KEY == nodes.TENANT_LABEL == nodes.TENANT_TAINT_KEY
 
 
 # -- where a placeholder can land -------------------------------------------------------------
