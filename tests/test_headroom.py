@@ -217,3 +217,14 @@ def test_a_negative_warm_headroom_is_one_line_naming_the_file_and_key(monkeypatc
                           "equal to 0")
     assert path.read_text() == before
 
+
+
+def test_a_buffer_as_large_as_the_pool_at_max_size_is_accepted(monkeypatch, tmp_path):
+    # dev's l4 pool: at most 4 nodes of up to 4 GPUs (g6.12xlarge); 17 is refused (tests/test_config.py).
+    stacks = private_stacks(monkeypatch, tmp_path)
+    path = stacks / "Pulumi.dev.yaml"
+    path.write_text(path.read_text().replace("      diskSizeGiB: 200\n",
+                                             "      diskSizeGiB: 200\n      warmHeadroomGpus: 16\n", 1))
+    objects = headroom.render_headroom(load_environment("dev", stacks))
+    assert [(o["metadata"]["name"], o["spec"]["replicas"]) for o in objects if o["kind"] == "Deployment"] == [
+        ("warm-headroom-l4", 16)]
