@@ -47,8 +47,8 @@ PRIORITY = AUTOSCALER_EXPENDABLE_CUTOFF
 DEPLOYMENT_PREFIX = "warm-headroom-"
 HEADROOM_POOL_LABEL = "privend.io/headroom-pool"  # which pool's buffer a placeholder belongs to
 LABELS = {"app.kubernetes.io/managed-by": "privend", "app.kubernetes.io/name": "warm-headroom"}
-# The pause image's own user (its Dockerfile sets USER 65535:65535), spelled out so runAsNonRoot
-# never depends on the image.
+# The conventional "nobody" uid the pause image is built to run as, spelled out so runAsNonRoot
+# never depends on the user the image declares.
 RUN_AS = 65535
 # A placeholder holds a GPU, not the node's CPU and memory: a preempting replica needs those too.
 RESOURCES = {
