@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from privend.components.cluster import Cluster
+from privend.headroom import AUTOSCALER_EXPENDABLE_CUTOFF
 from privend.iam import cluster_autoscaler_policy, load_balancer_controller_policy
 from privend.nodes import GPU_MODEL_LABEL, GPU_TAINT_KEY, POOL_LABEL, SYSTEM_POOL, TENANT_TAINT_KEY
 from privend.versions import CHART_REPOSITORIES
@@ -53,6 +54,9 @@ def cluster_autoscaler_values(cluster_name: str, region: str, role_arn: str) -> 
             "balance-similar-node-groups": "true",
             "expander": "least-waste",
             "skip-nodes-with-system-pods": "false",
+            # Spelled out, not left to the default: the warm headroom's placeholders sit exactly at the
+            # cutoff, and a pod below it never makes the autoscaler add a node (privend/headroom.py).
+            "expendable-pods-priority-cutoff": str(AUTOSCALER_EXPENDABLE_CUTOFF),
         },
         "nodeSelector": SYSTEM_NODE_SELECTOR,
     }

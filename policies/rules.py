@@ -391,6 +391,83 @@ def single_tenant(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple
             yield r, f"stack holds resources of several tenants: {', '.join(sorted(owners))}"
 
 
+# ----------------------------------------------------------------------------- warm headroom
+
+# The facts privend.headroom and privend.nodes render with (tests/test_headroom.py ties them together);
+# spelled out here so the pack imports no more of privend than the catalogs.
+HEADROOM_PRIORITY_CLASS = "privend-warm-headroom"
+AUTOSCALER_EXPENDABLE_CUTOFF = -10  # the Cluster Autoscaler never adds a node for a pod below this priority
+TENANT_KEY = "privend.io/tenant"  # dedicated-tier nodes carry it as a label and as a taint
+POD_TEMPLATE_KINDS = {"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:DaemonSet",
+                      "kubernetes:apps/v1:ReplicaSet", "kubernetes:batch/v1:Job"}
+
+
+def _workload_pod_spec(r: Resource) -> Mapping[str, Any] | None:
+    """The pod spec of a Pod or of any workload that holds a pod template."""
+    spec = r.props.get("spec") or {}
+    if r.type == "kubernetes:core/v1:Pod":
+        return spec
+    if r.type == "kubernetes:batch/v1:CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    elif r.type not in POD_TEMPLATE_KINDS:
+        return None
+    return (spec.get("template") or {}).get("spec")
+
+
+def _excludes_dedicated_nodes(pod: Mapping[str, Any]) -> bool:
+    # Node selector terms are ORed: every one of them must rule out the tenant label.
+    required = (((pod.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    return bool(terms) and all(
+        any(e.get("key") == TENANT_KEY and e.get("operator") == "DoesNotExist" for e in term.get("matchExpressions") or [])
+        for term in terms)
+
+
+@rule("warm-headroom-placeholders",
+      "Placeholder pods (priorityClassName privend-warm-headroom) tolerate only the nvidia.com/gpu taint, never "
+      "privend.io/tenant nor every taint, and require the node affinity privend.io/tenant DoesNotExist in every "
+      "node selector term, so the shared buffer never lands on a dedicated tenant's nodes nor makes the autoscaler "
+      "grow their node group. The privend-warm-headroom class is negative but not below the autoscaler's cutoff "
+      "(-10), never the global default, preemptionPolicy Never; no other PriorityClass is negative. "
+      "privend.headroom renders all of this.")
+def warm_headroom(r: Resource, ctx: Context) -> Iterator[str]:
+    if r.type == "kubernetes:scheduling.k8s.io/v1:PriorityClass":
+        yield from _priority_class(r)
+        return
+    pod = _workload_pod_spec(r)
+    if pod is None or pod.get("priorityClassName") != HEADROOM_PRIORITY_CLASS:
+        return
+    for toleration in pod.get("tolerations") or []:
+        if toleration.get("key") == TENANT_KEY:
+            yield f"placeholder {r.name} tolerates the tenant taint {TENANT_KEY}={toleration.get('value', '*')}"
+        elif not toleration.get("key") and toleration.get("operator") == "Exists":
+            yield f"placeholder {r.name} tolerates every taint, the tenant taint among them"
+    if TENANT_KEY in (pod.get("nodeSelector") or {}):
+        yield f"placeholder {r.name} selects a tenant's nodes ({TENANT_KEY}: {pod['nodeSelector'][TENANT_KEY]})"
+    if not _excludes_dedicated_nodes(pod):
+        yield f"placeholder {r.name} does not exclude dedicated-tier nodes (required node affinity {TENANT_KEY} DoesNotExist)"
+
+
+def _priority_class(r: Resource) -> Iterator[str]:
+    name = (r.props.get("metadata") or {}).get("name")
+    value = r.props.get("value")
+    if not isinstance(value, (int, float)):
+        return
+    if name != HEADROOM_PRIORITY_CLASS:
+        if value < 0:
+            yield (f"priority class {name} has the negative value {value:g}: negative priority is kept for the "
+                   f"warm headroom placeholders ({HEADROOM_PRIORITY_CLASS})")
+        return
+    if not AUTOSCALER_EXPENDABLE_CUTOFF <= value < 0:
+        yield (f"priority class {name} has the value {value:g}; placeholders need a negative value not below "
+               f"{AUTOSCALER_EXPENDABLE_CUTOFF}, or endpoints cannot preempt them or the autoscaler never refills them")
+    if r.props.get("globalDefault"):
+        yield f"priority class {name} is the global default: every pod without a class would be a placeholder"
+    if r.props.get("preemptionPolicy") != "Never":
+        yield f"priority class {name} lets placeholders preempt other pods (preemptionPolicy is not Never)"
+
+
 ISOLATION_IDENTITY: dict[str, Callable[[Resource], Any]] = {
     "kubernetes:core/v1:Namespace": lambda r: (r.props.get("metadata") or {}).get("name"),
     "aws:lb/loadBalancer:LoadBalancer": lambda r: r.props.get("name"),

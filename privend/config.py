@@ -158,6 +158,15 @@ class GpuPool(_Scaling):
                 raise ValueError(f"label {key!r} is reserved: the platform sets it")
         return value
 
+    @model_validator(mode="after")
+    def _headroom_fits(self) -> "GpuPool":
+        # Placeholders the pool cannot hold even at maxSize would keep it at maxSize for good, and still be Pending.
+        most = self.max_size * self.gpus_per_node_max
+        if self.warm_headroom_gpus > most:
+            raise ValueError(f"warmHeadroomGpus ({self.warm_headroom_gpus}) is more than the pool holds at maxSize "
+                             f"({self.max_size} nodes of at most {self.gpus_per_node_max} GPUs: {most})")
+        return self
+
     @property
     def gpu_model(self) -> str:
         return gpu_catalog().get(self.instance_types[0]).gpu_model

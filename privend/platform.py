@@ -18,6 +18,7 @@ from privend.components.gpu_pool import GpuPool, GpuPoolArgs
 from privend.components.metering import MeteringCollector, MeteringCollectorArgs
 from privend.components.network import Network, NetworkArgs
 from privend.components.system_pool import SystemPool, SystemPoolArgs
+from privend.components.warm_headroom import WarmHeadroom, WarmHeadroomArgs
 from privend.config import EnvironmentConfig
 from privend.naming import cluster_name as make_cluster_name
 
@@ -104,6 +105,9 @@ def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
             "cluster-autoscaler": cv.cluster_autoscaler,
         },
     ), pulumi.ResourceOptions(providers={"aws": aws_provider, "kubernetes": k8s_provider}))
+
+    # The shared pools' warm GPU buffer: placeholder pods the Cluster Autoscaler keeps nodes for.
+    WarmHeadroom("headroom", WarmHeadroomArgs(cfg=cfg), pulumi.ResourceOptions(providers={"kubernetes": k8s_provider}))
 
     MeteringCollector("metering", MeteringCollectorArgs(
         cfg=cfg, cluster=cluster, cluster_name=cluster_name, account_id=identity.account_id,

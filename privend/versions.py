@@ -55,3 +55,12 @@ ENVOY_IMAGE = (
     "docker.io/envoyproxy/envoy:v1.38.0"
     "@sha256:8146b97ee61a42cd216514709e4e3198af75f014974e3d9f310aef9c901fcbdf"
 )
+
+# The warm headroom placeholders (privend/headroom.py): the Kubernetes pause image, by digest. Registries
+# cannot be read from the build machines: this digest is the one public repositories pin for this exact tag
+# (test manifests, Dockerfiles and scripts found through a public code search: the same digest in each), not
+# re-read here. Confirm it (`crane digest registry.k8s.io/pause:3.10`) before production.
+PAUSE_IMAGE = (
+    "registry.k8s.io/pause:3.10"
+    "@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
+)

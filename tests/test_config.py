@@ -88,6 +88,8 @@ INVALID = [
      "privend:gpuPools[0]: minSize (5) is larger than maxSize (4)"),
     ("desired out of range", lambda c: _pool(c, minSize=0, maxSize=2, desiredSize=3),
      "privend:gpuPools[0]: desiredSize (3) must be between minSize and maxSize"),
+    ("headroom beyond the pool", lambda c: _pool(c, warmHeadroomGpus=17),
+     "privend:gpuPools[0]: warmHeadroomGpus (17) is more than the pool holds at maxSize (4 nodes of at most 4 GPUs: 16)"),
     ("negative min", lambda c: _pool(c, minSize=-1),
      "privend:gpuPools[0].minSize: Input should be greater than or equal to 0"),
     ("tiny disk", lambda c: _pool(c, diskSizeGiB=10),

@@ -312,6 +312,113 @@ def test_two_endpoint_stacks_sharing_a_namespace_are_caught(fleet, platform_plan
                for v in violations)
 
 
+# -- warm headroom placeholders (the prod platform keeps a warm buffer in both pools) ----------------
+
+HEADROOM = "warm-headroom-placeholders"
+
+
+def _placeholder(plan, pool="l40s"):
+    return next(r for r in plan.resources if r.type == "kubernetes:apps/v1:Deployment" and r.name == f"headroom-{pool}")
+
+
+def _with_placeholder(plan, mutate, pool="l40s"):
+    plan = copy.deepcopy(plan)
+    mutate(_placeholder(plan, pool).inputs["spec"]["template"]["spec"])
+    return plan
+
+
+def test_real_placeholders_and_their_priority_class_pass_the_headroom_guardrail(platform_plan):
+    plan = platform_plan("prod")
+    placeholders = [r for r in plan.by_type("kubernetes:apps/v1:Deployment")
+                    if r.inputs["spec"]["template"]["spec"].get("priorityClassName") == "privend-warm-headroom"]
+    assert sorted(r.name for r in placeholders) == ["headroom-h100", "headroom-l40s"]
+    assert len(plan.by_type("kubernetes:scheduling.k8s.io/v1:PriorityClass")) == 1
+    assert [v for v in evaluate([plan], load_environment("prod"), include_config=False) if v.rule == HEADROOM] == []
+
+
+def test_placeholder_tolerating_a_tenant_taint_is_caught(platform_plan):
+    tenant = {"key": "privend.io/tenant", "operator": "Equal", "value": "globex", "effect": "NoSchedule"}
+    plan = _with_placeholder(platform_plan("prod"), lambda pod: pod["tolerations"].append(tenant))
+    (violation,) = _violations_for([plan], HEADROOM, "prod")
+    assert violation.message == "placeholder headroom-l40s tolerates the tenant taint privend.io/tenant=globex"
+
+
+def test_placeholder_tolerating_every_taint_is_caught(platform_plan):
+    plan = _with_placeholder(platform_plan("prod"), lambda pod: pod.update(tolerations=[{"operator": "Exists"}]))
+    (violation,) = _violations_for([plan], HEADROOM, "prod")
+    assert violation.message == "placeholder headroom-l40s tolerates every taint, the tenant taint among them"
+
+
+def test_placeholders_without_the_dedicated_exclusion_are_caught(platform_plan, monkeypatch):
+    # A renderer that keeps placeholders on GPU nodes but forgets the dedicated tier.
+    from privend import headroom
+    from privend.plan import plan_platform
+
+    monkeypatch.setattr(headroom, "shared_node_affinity", lambda: {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "privend.io/gpu-model", "operator": "Exists"}]}]}}})
+    plan = plan_platform(load_environment("prod"))
+    found = _violations_for([plan], HEADROOM, "prod")
+    assert sorted(v.message for v in found) == [
+        f"placeholder headroom-{pool} does not exclude dedicated-tier nodes (required node affinity "
+        "privend.io/tenant DoesNotExist)" for pool in ("h100", "l40s")]
+
+
+def test_a_second_node_selector_term_without_the_exclusion_is_caught(platform_plan):
+    # Terms are ORed: one term that admits tenant nodes admits them, whatever the others say.
+    def widen(pod):
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        terms.append({"matchExpressions": [{"key": "privend.io/pool", "operator": "In", "values": ["l40s"]}]})
+    (violation,) = _violations_for([_with_placeholder(platform_plan("prod"), widen)], HEADROOM, "prod")
+    assert "headroom-l40s does not exclude dedicated-tier nodes" in violation.message
+
+
+def test_an_endpoint_workload_with_the_placeholder_class_is_held_to_the_same_rule(fleet):
+    # The dedicated endpoint tolerates its tenant's taint and selects its nodes: as a placeholder, refused.
+    _, plan = fleet("dev")["private"]
+    broken = copy.deepcopy(plan)
+    engine = next(r for r in broken.by_type("kubernetes:apps/v1:Deployment")
+                  if r.inputs["spec"]["template"]["spec"].get("tolerations"))
+    engine.inputs["spec"]["template"]["spec"]["priorityClassName"] = "privend-warm-headroom"
+    messages = sorted(v.message for v in _violations_for([broken], HEADROOM))
+    assert messages == [
+        f"placeholder {engine.name} does not exclude dedicated-tier nodes (required node affinity privend.io/tenant "
+        "DoesNotExist)",
+        f"placeholder {engine.name} selects a tenant's nodes (privend.io/tenant: globex)",
+        f"placeholder {engine.name} tolerates the tenant taint privend.io/tenant=globex",
+    ]
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(globalDefault=True),
+     "priority class privend-warm-headroom is the global default: every pod without a class would be a placeholder"),
+    (dict(preemptionPolicy="PreemptLowerPriority"),
+     "priority class privend-warm-headroom lets placeholders preempt other pods (preemptionPolicy is not Never)"),
+    (dict(value=-1000),
+     "priority class privend-warm-headroom has the value -1000; placeholders need a negative value not below -10, "
+     "or endpoints cannot preempt them or the autoscaler never refills them"),
+    (dict(value=0),
+     "priority class privend-warm-headroom has the value 0; placeholders need a negative value not below -10, "
+     "or endpoints cannot preempt them or the autoscaler never refills them"),
+])
+def test_a_placeholder_priority_class_that_breaks_the_pattern_is_caught(platform_plan, change, message):
+    plan = _mutated(platform_plan("prod"), "kubernetes:scheduling.k8s.io/v1:PriorityClass", lambda i: i.update(change))
+    (violation,) = _violations_for([plan], HEADROOM, "prod")
+    assert violation.message == message
+
+
+def test_another_negative_priority_class_is_caught(platform_plan):
+    plan = copy.deepcopy(platform_plan("prod"))
+    (pc,) = plan.by_type("kubernetes:scheduling.k8s.io/v1:PriorityClass")
+    other = copy.deepcopy(pc)
+    other.name, other.urn = "batch-priority", pc.urn.replace(pc.name, "batch-priority")
+    other.inputs.update(value=-5, metadata={"name": "batch-low"})
+    plan.resources.append(other)
+    (violation,) = _violations_for([plan], HEADROOM, "prod")
+    assert violation.message == ("priority class batch-low has the negative value -5: negative priority is kept for "
+                                 "the warm headroom placeholders (privend-warm-headroom)")
+
+
 def test_pack_config_can_turn_a_rule_advisory(tmp_path, monkeypatch, fleet, platform_plan):
     import privend.policy as policy
 
@@ -424,3 +531,18 @@ def test_pack_validation_functions_report_what_the_rules_find(fleet):
                  for r in plan.resources if not (r.type.endswith("NetworkPolicy") and r.inputs["metadata"]["name"] == "default-deny")]
     ns_policy.validate(StackValidationArgs(resources, {}), lambda message, urn=None: reported.append(message))
     assert reported == ["namespace ep-chat has no default-deny NetworkPolicy"]
+
+
+def test_pack_refuses_a_placeholder_with_a_tenant_toleration_under_the_engine(platform_plan):
+    from pulumi_policy import ResourceValidationArgs
+
+    pack = _load_pack_module()
+    policy = pack.resource_policy(rules.rules_by_name()[HEADROOM], pack.load_context())
+    real = _placeholder(platform_plan("prod"), "h100")
+    broken = copy.deepcopy(real.inputs)
+    broken["spec"]["template"]["spec"]["tolerations"].append({"key": "privend.io/tenant", "operator": "Exists"})
+    reported = []
+    for inputs in (real.inputs, broken):
+        policy.validate(ResourceValidationArgs(real.type, inputs, real.urn, real.name, None, None),
+                        lambda message, urn=None: reported.append(message))
+    assert reported == ["placeholder headroom-h100 tolerates the tenant taint privend.io/tenant=*"]
