@@ -211,6 +211,24 @@ def test_capacity_plan_prod_70b_endpoint_does_not_carry_the_pools_floor_nodes():
     assert l40s["monthly"] == "15319.26"  # 7659.63 attributed + 7659.63 floor
 
 
+def test_capacity_plan_buys_the_warm_headroom_of_the_stack_file_as_platform_overhead(stacks):
+    path = stacks / "Pulumi.dev.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("      instanceTypes:", "      warmHeadroomGpus: 3\n      instanceTypes:", 1))
+    ok("tenant", "create", "acme", "--aws-account", ACME)
+    ok("endpoint", "create", "chat", "--tenant", "acme", "--model", MODEL_8B, "--no-deploy")
+    data = json.loads(ok("capacity", "plan", "--format", "json").stdout)
+    (pool,) = data["cost"]["pools"]
+    # chat fills a g6.xlarge, so no GPU is free: 3 GPUs of headroom are bought, 3 x g6.xlarge (2.4144/h)
+    # being cheaper than one g6.12xlarge (4.6016/h): 2.4144 x 730 = 1762.512 -> 1762.51, the pool's, not chat's.
+    assert (pool["warm_headroom_gpus"], pool["headroom_nodes"]) == (3, {"g6.xlarge": 3})
+    assert pool["platform_overhead"]["warm_headroom_monthly"] == pool["unattributed_monthly"] == "1762.51"
+    assert data["cost"]["endpoints"][0]["compute_monthly"] == "587.50"
+    assert pool["monthly"] == "2350.01"  # 587.50 + 1762.51
+    row = next(line for line in ok("capacity", "plan").stdout.splitlines() if line.startswith("│ l4 ") and "$" in line)
+    assert "3 (adds 3x g6.xlarge)" in row and "$1,762.51" in row
+
+
 def test_capacity_plan_skips_endpoints_being_deleted(dev_fleet):
     ok("endpoint", "delete", "big", "--yes", "--no-deploy")
     data = json.loads(ok("capacity", "plan", "--format", "json").stdout)
