@@ -397,11 +397,12 @@ def estimate_costs(
         types_at_min.update(_instance_types(pool_plan.min))
 
     endpoints = []
-    none = _Attributed(Decimal("0.00"), Decimal("0.00"))
+    nothing = _Attributed(Decimal("0.00"), Decimal("0.00"))
     for demand in plan.demands:
         pool_plan = plan.pools[demand.pool]
         baseline, instances = dedicated_at_peak(demand, pool_plan.pool, catalog)
-        at_min, at_max = attributed["min"].get(demand.endpoint, none), attributed["max"].get(demand.endpoint, none)
+        at_min = attributed["min"].get(demand.endpoint, nothing)
+        at_max = attributed["max"].get(demand.endpoint, nothing)
         endpoints.append(
             EndpointCost(
                 endpoint=demand.endpoint,

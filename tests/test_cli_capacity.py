@@ -485,7 +485,7 @@ def test_endpoint_create_prints_pooled_at_min_and_max_next_to_dedicated_at_peak_
     # Dedicated at peak: 3 on-demand g6.xlarge, 1762.51. Spot, on its own line: 587.50 x 0.60 = 352.50.
     assert lines[1:7] == [
         "monthly cost estimate, USD, on-demand (prices read 2026-11-26; replicas 1..3, 1 GPU(s) each):",
-        "  pooled at min scale  $622.90 = compute $587.50 (GPUs its replicas hold: 1 on g6.xlarge) + NLB $20.80 "
+        "  pooled at min scale  $622.90 = compute $587.50 (replicas at min: 1 on g6.xlarge) + NLB $20.80 "
         "+ PrivateLink $14.60",
         "  pooled at max scale  $1,797.91 = compute $1,762.51 + the same network",
         "  dedicated at peak    $1,797.91 = 3x g6.xlarge $1,762.51 (peak taken as replicas MAX 3, always on) "
@@ -520,8 +520,8 @@ def test_endpoint_create_of_a_dedicated_tenant_includes_the_idle_gpus_of_its_own
     # and leaves 2 GPUs idle (2 x 4.6016 / 4 = 2.3008/h). They are globex's, shared by its endpoints pro rata
     # to GPUs: two holds 2 of globex's 6, so 2.3008 x 2/6 x 730 = 559.86 of idle on top of its own
     # 2.3008 x 730 = 1679.58: 3.067733.. x 730 = 2239.445.. -> 2239.45.
-    assert ("  pooled at min scale  $2,274.85 = compute $2,239.45 (GPUs its replicas hold: 1 on g6.12xlarge, of "
-            "which $559.86 idle GPUs of the tenant's own nodes) + NLB $20.80 + PrivateLink $14.60") in result.stdout
+    assert ("  pooled at min scale  $2,274.85 = compute $2,239.45 (replicas at min: 1 on g6.12xlarge; "
+            "$559.86 of it for idle GPUs of the tenant's own nodes) + NLB $20.80 + PrivateLink $14.60") in result.stdout
 
 
 def test_endpoint_create_is_refused_with_the_numbers_when_the_pool_max_cannot_hold_it(dev_fleet):

@@ -110,14 +110,14 @@ def endpoint() -> None:
 def _cost_lines(admission) -> list[str]:
     """The new endpoint's monthly estimate, on-demand: pooled at min and max scale, and dedicated at peak."""
     c, spec = admission.cost, admission.spec
-    on = ", ".join(f"{count} on {name}" for name, count in c.instance_types.items()) or "none, replicas MIN is 0"
-    own = (f", of which ${c.own_nodes_idle_monthly:,.2f} idle GPUs of the tenant's own nodes"
+    on = ", ".join(f"{count} on {name}" for name, count in c.instance_types.items()) or "none"
+    own = (f"; ${c.own_nodes_idle_monthly:,.2f} of it for idle GPUs of the tenant's own nodes"
            if c.own_nodes_idle_monthly else "")
     lines = [
         f"monthly cost estimate, USD, on-demand (prices read {c.prices_read_on}; replicas "
         f"{spec.min_replicas}..{spec.max_replicas}, {spec.gpus_per_replica} GPU(s) each):",
-        f"  pooled at min scale  ${c.total_monthly:,.2f} = compute ${c.compute_monthly:,.2f} (GPUs its replicas "
-        f"hold: {on}{own}) + NLB ${c.nlb_monthly:,.2f} + PrivateLink ${c.privatelink_monthly:,.2f}",
+        f"  pooled at min scale  ${c.total_monthly:,.2f} = compute ${c.compute_monthly:,.2f} (replicas at min: "
+        f"{on}{own}) + NLB ${c.nlb_monthly:,.2f} + PrivateLink ${c.privatelink_monthly:,.2f}",
         f"  pooled at max scale  ${c.total_at_max_monthly:,.2f} = compute ${c.compute_at_max_monthly:,.2f} "
         "+ the same network",
         f"  dedicated at peak    ${c.baseline_total_monthly:,.2f} = {c.baseline_instances}x {c.baseline_instance_type} "
