@@ -85,8 +85,9 @@ def plan_for(endpoints: Iterable[Endpoint], cfg: EnvironmentConfig, extra: Endpo
 
 
 def estimate_for(plan: CapacityPlan, cfg: EnvironmentConfig) -> CostEstimate:
-    """The monthly cost estimate of a plan, with PrivateLink priced in the environment's AZ count."""
-    return estimate_costs(plan, availability_zones=cfg.az_count)
+    """The monthly cost estimate of a plan: PrivateLink in the environment's AZ count, the pools' warm headroom."""
+    return estimate_costs(plan, availability_zones=cfg.az_count,
+                          warm_headroom={pool.name: pool.warm_headroom_gpus for pool in cfg.gpu_pools})
 
 
 @dataclass(frozen=True)

@@ -104,19 +104,38 @@ def test_capacity_plan_json_gives_hand_checked_nodes_and_keeps_dedicated_tenants
     assert all(n["dedicated_tenant"] is None for i, n in nodes.items() if i != priv_node)
 
 
-def test_capacity_plan_json_carries_the_cost_estimate_with_price_date_and_spot_assumption(dev_fleet):
+def test_capacity_plan_json_prices_on_demand_with_spot_on_its_own_and_dedicated_at_peak(dev_fleet):
     data = json.loads(ok("capacity", "plan", "--format", "json").stdout)
     cost = data["cost"]
     assert cost["prices_read_on"] == data["prices_read_on"] == "2026-11-26"
+    assert cost["baseline_name"] == "dedicated at peak"
     assert any("spot capacity priced at 60 % of on-demand" in a for a in cost["assumptions"])
-    priv = next(e for e in cost["endpoints"] if e["endpoint"] == "priv")
-    # One g6.xlarge of its own at spot: 0.8048 x 0.60 x 730 h; dedicated baseline on-demand: 0.8048 x 730.
+    endpoints = {e["endpoint"]: e for e in cost["endpoints"]}
+    priv = endpoints["priv"]
+    # One g6.xlarge of its own, on-demand: 0.8048 x 730 = 587.504 -> 587.50; on spot x 0.60 = 352.50.
     money = {k: Decimal(priv[k]) for k in ("compute_monthly", "nlb_monthly", "privatelink_monthly")}
-    assert money == {"compute_monthly": Decimal("352.50"), "nlb_monthly": Decimal("20.80"),
+    assert money == {"compute_monthly": Decimal("587.50"), "nlb_monthly": Decimal("20.80"),
                      "privatelink_monthly": Decimal("14.60")}  # PrivateLink in dev's 2 AZs
+    assert priv["spot"] == {"price_factor": "0.60", "compute_monthly": "352.50", "total_monthly": "387.90"}
+    assert (priv["baseline"]["name"], priv["baseline"]["instances"]) == ("dedicated at peak", 1)
     assert Decimal(priv["baseline"]["compute_monthly"]) == Decimal("587.50")
-    # The endpoints' shares add up to the pool's cost, to the cent.
-    assert sum(Decimal(e["compute_monthly"]) for e in cost["endpoints"]) == Decimal(cost["pools"][0]["monthly"])
+    # chat, 1..3 one-GPU replicas: 1 then 3 g6.xlarge; dedicated at peak 3 x 0.8048 x 730 = 1762.512 -> 1762.51.
+    chat = endpoints["chat"]
+    assert (chat["compute_monthly"], chat["compute_at_max_monthly"]) == ("587.50", "1762.51")
+    assert (chat["baseline"]["instances"], chat["baseline"]["compute_monthly"]) == (3, "1762.51")
+    # big, 1..2 four-GPU replicas on g6.12xlarge: 4.6016 x 730 = 3359.168 -> 3359.17, twice at max 6718.34.
+    big = endpoints["big"]
+    assert (big["compute_monthly"], big["compute_at_max_monthly"]) == ("3359.17", "6718.34")
+    assert (big["baseline"]["instance_type"], big["baseline"]["compute_monthly"]) == ("g6.12xlarge", "6718.34")
+    # Every GPU holds a replica: no overhead, the pool is what its endpoints are attributed.
+    (pool,) = cost["pools"]
+    assert pool["platform_overhead"]["monthly"] == pool["unattributed_monthly"] == "0.00"
+    assert Decimal(pool["monthly"]) == sum(Decimal(e["compute_monthly"]) for e in cost["endpoints"])
+    assert (pool["monthly"], pool["spot_monthly"]) == ("4534.17", "2720.50")
+    # Pooled 4534.17 + 3 x 35.40 = 4640.37 (spot 2720.50 + 106.20); dedicated at peak 1797.91 + 6753.74 + 622.90.
+    assert (cost["pooled_monthly"], cost["spot_pooled_monthly"]) == ("4640.37", "2826.70")
+    assert (cost["pooled_at_max_monthly"], cost["baseline_monthly"]) == ("9174.55", "9174.55")
+    assert cost["savings_fraction"] == round(4534.18 / 9174.55, 6)
 
 
 def test_capacity_plan_table_shows_nodes_fit_cost_and_assumptions(dev_fleet):
@@ -132,17 +151,21 @@ def test_capacity_plan_table_shows_nodes_fit_cost_and_assumptions(dev_fleet):
     assert "1..3" in chat
     assert chat.count("g6.xlarge GPU 0") == 4  # one replica at min, three at max
     priv_cost = [line for line in out.splitlines() if line.startswith("│ priv ")][1]
-    assert "$352.50" in priv_cost
-    assert "1x g6.xlarge" in priv_cost
-    assert "$622.90" in priv_cost
-    assert "monthly cost estimate per endpoint, USD (prices read 2026-11-26)" in out
-    assert "env dev: pooled $" in out
-    assert "dedicated baseline $" in out
+    cells = [cell.strip() for cell in priv_cost.strip("│").split("│")]
+    assert cells == ["priv", "l4 (spot)", "1..1", "$587.50", "$587.50", "$20.80", "$14.60", "$622.90", "$622.90",
+                     "$387.90", "1x g6.xlarge", "$622.90", "$0.00"]
+    assert "monthly cost per endpoint, USD, on-demand (prices read 2026-11-26)" in out
+    assert ("env dev, on-demand, USD / month: pooled $4,640.37 at min scale, $9,174.55 at max scale (platform "
+            "overhead $0.00 at min, $0.00 at max); dedicated at peak (peak taken as replicas MAX) $9,174.55: pooled "
+            "saves 49.4 % at min scale, saves 0.0 % at max scale (prices read 2026-11-26)") in out
+    assert "on spot (assumed 0.60 x on-demand): pooled $2,826.70 / month at min scale, not in any saving" in out
+    assert "monthly cost per pool, USD, on-demand" in out
+    assert "`privend capacity simulate --env dev --synthetic SEED`" in out
     assert "spot capacity priced at 60 % of on-demand" in out
     assert "a month is 730 hours" in out
 
 
-def test_capacity_plan_prod_prices_an_h100_endpoint_like_its_dedicated_instance():
+def test_capacity_plan_prod_h100_endpoint_pays_its_gpus_and_the_idle_half_node_is_overhead():
     ok("tenant", "create", "acme", "--aws-account", ACME, "--env", "prod")
     ok("endpoint", "create", "large", "--env", "prod", "--tenant", "acme", "--model", MODEL_70B, "--pool", "h100",
        "--replicas", "1:3", "--no-deploy")
@@ -156,12 +179,54 @@ def test_capacity_plan_prod_prices_an_h100_endpoint_like_its_dedicated_instance(
     assert h100["max"]["gap"] == 0.0
     assert (pools["l40s"]["min"]["node_count"], pools["l40s"]["floor_nodes"]) == (0, 2)
     large = next(e for e in data["cost"]["endpoints"] if e["endpoint"] == "large")
-    # Alone on its node, it pays the whole p5.48xlarge (55.04 x 730), as the baseline does; 3 AZs of PrivateLink.
-    assert Decimal(large["compute_monthly"]) == Decimal(large["baseline"]["compute_monthly"]) == Decimal("40179.20")
+    # It holds 4 of the node's 8 GPUs: 55.04 / 8 x 4 x 730 = 20089.60; 12 GPUs at max, 60268.80.
+    # Dedicated at peak: a p5.48xlarge holds two replicas, so MAX 3 needs 2: 2 x 55.04 x 730 = 80358.40.
+    assert (large["compute_monthly"], large["compute_at_max_monthly"]) == ("20089.60", "60268.80")
+    assert (large["baseline"]["instances"], large["baseline"]["compute_monthly"]) == (2, "80358.40")
     assert Decimal(large["privatelink_monthly"]) == Decimal("21.90")
-    # prod's l40s keeps two floor nodes and has no endpoint to carry them.
-    l40s_cost = next(p for p in data["cost"]["pools"] if p["pool"] == "l40s")
-    assert l40s_cost["unattributed_monthly"] == l40s_cost["monthly"] != "0.00"
+    costs = {p["pool"]: p for p in data["cost"]["pools"]}
+    # The idle half of the node, at min and at max, is the platform's.
+    assert costs["h100"]["platform_overhead"]["idle_gpus_monthly"] == "20089.60"
+    assert costs["h100"]["at_max"]["platform_overhead"]["idle_gpus_monthly"] == "20089.60"
+    # prod's l40s keeps two floor nodes (2 x 10.49264 x 730 = 15319.25) and no endpoint carries them.
+    l40s = costs["l40s"]
+    assert l40s["unattributed_monthly"] == l40s["monthly"] == l40s["platform_overhead"]["floor_nodes_monthly"]
+    assert l40s["monthly"] == "15319.25"
+
+
+def test_capacity_plan_prod_70b_endpoint_does_not_carry_the_pools_floor_nodes():
+    ok("tenant", "create", "acme", "--aws-account", ACME, "--env", "prod")
+    ok("endpoint", "create", "large", "--env", "prod", "--tenant", "acme", "--model", MODEL_70B, "--pool", "l40s",
+       "--replicas", "1:3", "--no-deploy")
+    data = json.loads(ok("capacity", "plan", "--env", "prod", "--format", "json").stdout)
+    large = next(e for e in data["cost"]["endpoints"] if e["endpoint"] == "large")
+    # Its 4-GPU replica fills a g6e.12xlarge: 10.49264 x 730 = 7659.6272 -> 7659.63. The second node
+    # minSize 2 keeps is the platform's, not large's. Dedicated at peak: 3 x g6e.12xlarge = 22978.88.
+    assert (large["gpus_at_min"], large["instance_types"]) == (4, {"g6e.12xlarge": 1})
+    assert (large["compute_monthly"], large["total_monthly"]) == ("7659.63", "7702.33")
+    assert (large["baseline"]["instances"], large["baseline"]["total_monthly"]) == (3, "23021.58")
+    assert Decimal(large["total_monthly"]) < Decimal(large["baseline"]["total_monthly"])
+    l40s = next(p for p in data["cost"]["pools"] if p["pool"] == "l40s")
+    assert (l40s["floor_nodes"], l40s["platform_overhead"]["floor_nodes_monthly"]) == (1, "7659.63")
+    assert l40s["monthly"] == "15319.26"  # 7659.63 attributed + 7659.63 floor
+
+
+def test_capacity_plan_buys_the_warm_headroom_of_the_stack_file_as_platform_overhead(stacks):
+    path = stacks / "Pulumi.dev.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("      instanceTypes:", "      warmHeadroomGpus: 3\n      instanceTypes:", 1))
+    ok("tenant", "create", "acme", "--aws-account", ACME)
+    ok("endpoint", "create", "chat", "--tenant", "acme", "--model", MODEL_8B, "--no-deploy")
+    data = json.loads(ok("capacity", "plan", "--format", "json").stdout)
+    (pool,) = data["cost"]["pools"]
+    # chat fills a g6.xlarge, so no GPU is free: 3 GPUs of headroom are bought, 3 x g6.xlarge (2.4144/h)
+    # being cheaper than one g6.12xlarge (4.6016/h): 2.4144 x 730 = 1762.512 -> 1762.51, the pool's, not chat's.
+    assert (pool["warm_headroom_gpus"], pool["headroom_nodes"]) == (3, {"g6.xlarge": 3})
+    assert pool["platform_overhead"]["warm_headroom_monthly"] == pool["unattributed_monthly"] == "1762.51"
+    assert data["cost"]["endpoints"][0]["compute_monthly"] == "587.50"
+    assert pool["monthly"] == "2350.01"  # 587.50 + 1762.51
+    row = next(line for line in ok("capacity", "plan").stdout.splitlines() if line.startswith("│ l4 ") and "$" in line)
+    assert "3 (adds 3x g6.xlarge)" in row and "$1,762.51" in row
 
 
 def test_capacity_plan_skips_endpoints_being_deleted(dev_fleet):
@@ -409,20 +474,54 @@ def test_quota_check_request_increase_does_not_file_twice_while_one_is_open(aws)
 # -- endpoint create: capacity, cost, quota --
 
 
-def test_endpoint_create_prints_the_monthly_cost_next_to_the_dedicated_baseline():
+def test_endpoint_create_prints_pooled_at_min_and_max_next_to_dedicated_at_peak_all_on_demand():
     ok("tenant", "create", "acme", "--aws-account", ACME)
-    result = ok("endpoint", "create", "chat", "--tenant", "acme", "--model", MODEL_8B, "--no-deploy")
+    result = ok("endpoint", "create", "chat", "--tenant", "acme", "--model", MODEL_8B, "--replicas", "1:3",
+                "--no-deploy")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("created endpoint 'chat'")
-    # Alone on a spot g6.xlarge: 0.8048 x 0.60 x 730 = 352.50; NLB (0.0225 + 0.006) x 730 = 20.80;
-    # PrivateLink 0.01 x 2 AZs x 730 = 14.60. Dedicated: 0.8048 x 730 = 587.50 on-demand.
-    assert lines[1:4] == [
-        "monthly cost estimate, USD (prices read 2026-11-26; 1 GPU(s) at min scale; "
-        "spot at 60 % of on-demand, an assumption):",
-        "  pooled     $387.90 = compute $352.50 (replicas at min: 1 on g6.xlarge) + NLB $20.80 + PrivateLink $14.60",
-        "  dedicated  $622.90 = 1x g6.xlarge on-demand $587.50 + the same network",
+    # One g6.xlarge at min: 0.8048 x 730 = 587.504 -> 587.50; three at max: 1762.512 -> 1762.51.
+    # NLB (0.0225 + 0.006) x 730 = 20.80; PrivateLink 0.01 x 2 AZs x 730 = 14.60.
+    # Dedicated at peak: 3 on-demand g6.xlarge, 1762.51. Spot, on its own line: 587.50 x 0.60 = 352.50.
+    assert lines[1:7] == [
+        "monthly cost estimate, USD, on-demand (prices read 2026-11-26; replicas 1..3, 1 GPU(s) each):",
+        "  pooled at min scale  $622.90 = compute $587.50 (replicas at min: 1 on g6.xlarge) + NLB $20.80 "
+        "+ PrivateLink $14.60",
+        "  pooled at max scale  $1,797.91 = compute $1,762.51 + the same network",
+        "  dedicated at peak    $1,797.91 = 3x g6.xlarge $1,762.51 (peak taken as replicas MAX 3, always on) "
+        "+ the same network",
+        "  on spot (assumed 0.60 x on-demand): $387.90 at min scale",
+        "  (idle GPUs of shared nodes, floor nodes and warm headroom are the platform's overhead, not in these "
+        "figures: `privend capacity plan`; traffic-driven figures: `privend capacity simulate`)",
     ]
     assert result.stderr == QUOTA_SKIPPED
+
+
+def test_endpoint_create_json_cost_carries_max_scale_spot_and_dedicated_at_peak():
+    ok("tenant", "create", "acme", "--aws-account", ACME)
+    cost = json.loads(ok("endpoint", "create", "chat", "--tenant", "acme", "--model", MODEL_8B, "--replicas", "1:3",
+                         "--no-deploy", "--format", "json").stdout)["cost"]
+    assert cost == {
+        "prices_read_on": "2026-11-26", "pooled_monthly": "622.90", "compute_monthly": "587.50",
+        "nlb_monthly": "20.80", "privatelink_monthly": "14.60", "own_nodes_idle_monthly": "0.00",
+        "pooled_at_max_monthly": "1797.91", "compute_at_max_monthly": "1762.51", "spot_pooled_monthly": "387.90",
+        "dedicated_monthly": "1797.91",
+        "dedicated": {"name": "dedicated at peak", "instance_type": "g6.xlarge", "instances": 3,
+                      "peak_replicas": 3, "compute_monthly": "1762.51"},
+    }
+
+
+def test_endpoint_create_of_a_dedicated_tenant_includes_the_idle_gpus_of_its_own_node():
+    ok("tenant", "create", "globex", "--aws-account", GLOBEX, "--tier", "dedicated")
+    ok("endpoint", "create", "big", "--tenant", "globex", *CUSTOM_4GPU, "--no-deploy")
+    result = ok("endpoint", "create", "two", "--tenant", "globex", "--model", MODEL_8B, "--gpus-per-replica", "2",
+                "--no-deploy")
+    # big fills one of globex's g6.12xlarge; two's 2-GPU replica gets a second one (no 2-GPU type exists)
+    # and leaves 2 GPUs idle (2 x 4.6016 / 4 = 2.3008/h). They are globex's, shared by its endpoints pro rata
+    # to GPUs: two holds 2 of globex's 6, so 2.3008 x 2/6 x 730 = 559.86 of idle on top of its own
+    # 2.3008 x 730 = 1679.58: 3.067733.. x 730 = 2239.445.. -> 2239.45.
+    assert ("  pooled at min scale  $2,274.85 = compute $2,239.45 (replicas at min: 1 on g6.12xlarge; "
+            "$559.86 of it for idle GPUs of the tenant's own nodes) + NLB $20.80 + PrivateLink $14.60") in result.stdout
 
 
 def test_endpoint_create_is_refused_with_the_numbers_when_the_pool_max_cannot_hold_it(dev_fleet):

@@ -25,3 +25,18 @@ def test_demo_plans_a_sample_environment_end_to_end_in_a_throwaway_registry(tmp_
     assert "Authorization: Bearer $PRIVEND_API_KEY" in out
     assert "mandatory" not in result.stderr  # the sample is compliant
     assert not home.exists()  # nothing written to the operator's registry
+
+
+def test_demo_headline_compares_on_demand_with_dedicated_at_peak_and_keeps_spot_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIVEND_HOME", str(tmp_path / "operator-home"))
+    out = CliRunner().invoke(main, ["demo", "--env", "dev"]).stdout
+    # dev's l4 pool: chat (1..3) and assist (globex's own node, 1..2) on one g6.xlarge each at min,
+    # 0.8048 x 730 = 587.50 each; batch scales to zero. Network 35.40 per endpoint: 1175.00 + 106.20.
+    # At max, 7 g6.xlarge: chat 3 (1762.51), batch 2 and assist 2 (1175.01 each), + 106.20 = 4218.73.
+    # Dedicated at peak, on-demand g6.xlarge for each endpoint's MAX: the same 3 + 2 + 2 instances.
+    # Saving at min: (4218.73 - 1281.20) / 4218.73 = 69.6 %. Spot, apart: 1175.00 x 0.60 + 106.20 = 811.20.
+    assert ("env dev, on-demand, USD / month: pooled $1,281.20 at min scale, $4,218.73 at max scale (platform "
+            "overhead $0.00 at min, $0.00 at max); dedicated at peak (peak taken as replicas MAX) $4,218.73: pooled "
+            "saves 69.6 % at min scale, saves 0.0 % at max scale (prices read 2026-11-26)") in out
+    assert "on spot (assumed 0.60 x on-demand): pooled $811.20 / month at min scale, not in any saving" in out
+    assert "dedicated baseline" not in out

@@ -10,6 +10,7 @@ import click
 
 from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
+from privend.cost import SPOT_PRICE_FACTOR, CostEstimate, PoolCost, PoolScaleCost
 from privend.errors import InputError
 from privend.service import capacity as capacity_service
 from privend.service.app import App
@@ -22,6 +23,10 @@ def money(amount: Decimal) -> str:
 
 def percent(value: Fraction | float) -> str:
     return f"{float(value) * 100:.1f} %"
+
+
+def saving(fraction: Fraction) -> str:
+    return f"saves {percent(fraction)}" if fraction >= 0 else f"costs {percent(-fraction)} more"
 
 
 def node_mix(nodes_by_type: dict[str, int]) -> str:
@@ -42,6 +47,15 @@ def where(placements) -> str:
 
 def placements_json(capacity_plan, endpoint: str) -> dict:
     return {scale: [p.to_dict() for p in placed] for scale, placed in capacity_plan.placements_for(endpoint).items()}
+
+
+def _headroom(pool: PoolCost) -> str:
+    added = pool.min.headroom_nodes
+    return f"{pool.warm_headroom_gpus}" + (f" (adds {node_mix(added)})" if added else "")
+
+
+def _overhead(scale: PoolScaleCost) -> str:
+    return money(scale.platform_overhead_monthly)
 
 
 @click.group()
@@ -111,32 +125,67 @@ def render_capacity(report: capacity_service.CapacityReport, fmt: str, detail: b
                         for d in capacity_plan.demands
                         for placed in [capacity_plan.placements_for(d.endpoint)]],
                        drop=["tier", "GPUs/replica", "tenant", "pool", "replicas"])
-        emit_table(f"monthly cost estimate per endpoint, USD (prices read {estimate.prices_read_on})",
-                   ["endpoint", "pool", "GPUs at min", "pooled compute", "NLB", "PrivateLink", "pooled total",
-                    "dedicated baseline", "baseline total", "pooled saves"],
-                   [(c.endpoint, f"{c.pool} ({c.capacity_type})", c.gpus_at_min, money(c.compute_monthly),
-                     money(c.nlb_monthly), money(c.privatelink_monthly), money(c.total_monthly),
+        spot = any(c.capacity_type == "spot" for c in estimate.endpoints)
+        emit_table(f"monthly cost per endpoint, USD, on-demand (prices read {estimate.prices_read_on})",
+                   ["endpoint", "pool", "GPUs min..max", "compute at min", "compute at max", "NLB", "PrivateLink",
+                    "pooled at min", "pooled at max", *(["on spot at min"] if spot else []), "dedicated at peak",
+                    "dedicated total", "saves at min"],
+                   [(c.endpoint, f"{c.pool} ({c.capacity_type})", f"{c.gpus_at_min}..{c.gpus_at_max}",
+                     money(c.compute_monthly), money(c.compute_at_max_monthly), money(c.nlb_monthly),
+                     money(c.privatelink_monthly), money(c.total_monthly), money(c.total_at_max_monthly),
+                     *([money(c.spot_total_monthly) if c.spot_total_monthly is not None else "-"] if spot else []),
                      f"{c.baseline_instances}x {c.baseline_instance_type}", money(c.baseline_total_monthly),
                      money(c.savings_monthly))
                     for c in estimate.endpoints],
-                   drop=["pooled compute", "NLB", "PrivateLink", "GPUs at min", "dedicated baseline", "pool"])
+                   drop=["compute at min", "compute at max", "NLB", "PrivateLink", "GPUs min..max", "pool",
+                         *(["on spot at min"] if spot else []), "dedicated at peak"])
+        if detail:
+            click.echo("an endpoint pays for the GPU-hours its replicas hold (a dedicated-tier tenant also for the idle "
+                       "GPUs of its own nodes); platform overhead stays with the pool. dedicated at peak: on-demand "
+                       "instances of its own for its replicas MAX (no traffic here, so the peak is taken as MAX), "
+                       "always on, plus the same network.")
     else:
         click.echo(f"no endpoints registered in env {env}: every pool needs 0 nodes (beyond its minSize)")
-    emit_table("monthly cost per pool at min scale, USD",
-               ["pool", "capacity", "nodes", "floor nodes (minSize)", "monthly", "not attributed to an endpoint"],
-               [(p.pool, p.capacity_type, p.nodes, p.floor_nodes, money(p.monthly), money(p.unattributed_monthly))
-                for p in estimate.pools],
-               drop=["floor nodes (minSize)", "capacity"])
-    saving = (f"pooled is {percent(estimate.savings_fraction)} cheaper" if estimate.savings_fraction >= 0
-              else f"pooled is {percent(-estimate.savings_fraction)} dearer")
-    click.echo(f"env {env}: pooled {money(estimate.pooled_monthly)} / month, dedicated baseline "
-               f"{money(estimate.baseline_monthly)} / month: {saving} (prices read {estimate.prices_read_on})")
+    if detail:
+        render_pool_costs(estimate)
+    click.echo(f"env {env}, on-demand, USD / month: pooled {money(estimate.pooled_monthly)} at min scale, "
+               f"{money(estimate.pooled_at_max_monthly)} at max scale (platform overhead "
+               f"{money(estimate.platform_overhead_monthly)} at min, {money(estimate.platform_overhead_at_max_monthly)} "
+               "at max); "
+               f"dedicated at peak (peak taken as replicas MAX) {money(estimate.baseline_monthly)}: pooled "
+               f"{saving(estimate.savings_fraction)} at min scale, {saving(estimate.savings_at_max_fraction)} at max "
+               f"scale (prices read {estimate.prices_read_on})")
+    if estimate.spot_pooled_monthly is not None:
+        click.echo(f"on spot (assumed {SPOT_PRICE_FACTOR} x on-demand): pooled "
+                   f"{money(estimate.spot_pooled_monthly)} / month at min scale, not in any saving")
     if not detail:
-        click.echo("(`privend capacity plan` shows where each replica lands and the assumptions)")
+        click.echo("(`privend capacity plan`: each pool's overhead, where replicas land, the assumptions; "
+                   "`privend capacity simulate`: costs over traffic)")
         return
+    click.echo(f"what a month really costs depends on how long endpoints run above MIN: `privend capacity simulate "
+               f"--env {env} --synthetic SEED` (or --traffic, --period) prices pooled and dedicated at peak over "
+               "traffic")
     click.echo("assumptions:")
     for assumption in estimate.assumptions:
         click.echo(f"  - {assumption}")
+
+
+def render_pool_costs(estimate: CostEstimate) -> None:
+    """Per pool, on-demand: its cost at min and max scale, what endpoints are attributed, the platform overhead."""
+    any_spot = any(p.capacity_type == "spot" for p in estimate.pools)
+    emit_table("monthly cost per pool, USD, on-demand",
+               ["pool", "capacity", "nodes min / max", "floor nodes (minSize)", "warm headroom GPUs",
+                "at min", "attributed at min", "platform overhead at min", "at max", "platform overhead at max",
+                *(["on spot at min"] if any_spot else [])],
+               [(p.pool, p.capacity_type, f"{p.min.nodes} / {p.max.nodes}", p.floor_nodes,
+                 _headroom(p), money(p.min.monthly), money(p.min.attributed_monthly),
+                 _overhead(p.min), money(p.max.monthly), _overhead(p.max),
+                 *([money(p.spot_monthly) if p.spot_monthly is not None else "-"] if any_spot else []))
+                for p in estimate.pools],
+               drop=["floor nodes (minSize)", "warm headroom GPUs", "capacity", "attributed at min",
+                     "platform overhead at max", "nodes min / max"])
+    click.echo("platform overhead: idle GPUs of shared nodes, floor nodes kept by minSize, nodes added for warm "
+               "headroom; paid by the platform, not spread over endpoints.")
 
 
 @capacity.command("apply")

@@ -9,7 +9,7 @@ from rich.progress import Progress
 
 from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import Count, emit_json, emit_table, parse_time
-from privend.cost import SPOT_PRICE_FACTOR
+from privend.cost import BASELINE_NAME, SPOT_PRICE_FACTOR
 from privend.errors import PrivendError
 from privend.service import endpoints, keys
 from privend.service.app import App
@@ -108,17 +108,27 @@ def endpoint() -> None:
 
 
 def _cost_lines(admission) -> list[str]:
-    """The new endpoint's monthly estimate: its pooled share and network, next to the dedicated baseline."""
-    c = admission.cost
-    on = ", ".join(f"{count} on {name}" for name, count in c.instance_types.items()) or "none: scales to zero"
-    spot = f"; spot at {SPOT_PRICE_FACTOR * 100:.0f} % of on-demand, an assumption" if c.capacity_type == "spot" else ""
-    return [
-        f"monthly cost estimate, USD (prices read {c.prices_read_on}; {c.gpus_at_min} GPU(s) at min scale{spot}):",
-        f"  pooled     ${c.total_monthly:,.2f} = compute ${c.compute_monthly:,.2f} (replicas at min: {on}) "
-        f"+ NLB ${c.nlb_monthly:,.2f} + PrivateLink ${c.privatelink_monthly:,.2f}",
-        f"  dedicated  ${c.baseline_total_monthly:,.2f} = {c.baseline_instances}x {c.baseline_instance_type} on-demand "
-        f"${c.baseline_compute_monthly:,.2f} + the same network",
+    """The new endpoint's monthly estimate, on-demand: pooled at min and max scale, and dedicated at peak."""
+    c, spec = admission.cost, admission.spec
+    on = ", ".join(f"{count} on {name}" for name, count in c.instance_types.items()) or "none"
+    own = (f"; ${c.own_nodes_idle_monthly:,.2f} of it for idle GPUs of the tenant's own nodes"
+           if c.own_nodes_idle_monthly else "")
+    lines = [
+        f"monthly cost estimate, USD, on-demand (prices read {c.prices_read_on}; replicas "
+        f"{spec.min_replicas}..{spec.max_replicas}, {spec.gpus_per_replica} GPU(s) each):",
+        f"  pooled at min scale  ${c.total_monthly:,.2f} = compute ${c.compute_monthly:,.2f} (replicas at min: "
+        f"{on}{own}) + NLB ${c.nlb_monthly:,.2f} + PrivateLink ${c.privatelink_monthly:,.2f}",
+        f"  pooled at max scale  ${c.total_at_max_monthly:,.2f} = compute ${c.compute_at_max_monthly:,.2f} "
+        "+ the same network",
+        f"  dedicated at peak    ${c.baseline_total_monthly:,.2f} = {c.baseline_instances}x {c.baseline_instance_type} "
+        f"${c.baseline_compute_monthly:,.2f} (peak taken as replicas MAX {c.baseline_peak_replicas}, always on) "
+        "+ the same network",
     ]
+    if c.spot_total_monthly is not None:
+        lines.append(f"  on spot (assumed {SPOT_PRICE_FACTOR} x on-demand): ${c.spot_total_monthly:,.2f} at min scale")
+    lines.append("  (idle GPUs of shared nodes, floor nodes and warm headroom are the platform's overhead, not in "
+                 "these figures: `privend capacity plan`; traffic-driven figures: `privend capacity simulate`)")
+    return lines
 
 
 @endpoint.command("create")
@@ -158,7 +168,15 @@ def _cost_json(admission) -> dict | None:
     c = admission.cost
     return {"prices_read_on": str(c.prices_read_on), "pooled_monthly": str(c.total_monthly),
             "compute_monthly": str(c.compute_monthly), "nlb_monthly": str(c.nlb_monthly),
-            "privatelink_monthly": str(c.privatelink_monthly), "dedicated_monthly": str(c.baseline_total_monthly)}
+            "privatelink_monthly": str(c.privatelink_monthly),
+            "own_nodes_idle_monthly": str(c.own_nodes_idle_monthly),
+            "pooled_at_max_monthly": str(c.total_at_max_monthly),
+            "compute_at_max_monthly": str(c.compute_at_max_monthly),
+            "spot_pooled_monthly": None if c.spot_total_monthly is None else str(c.spot_total_monthly),
+            "dedicated_monthly": str(c.baseline_total_monthly),
+            "dedicated": {"name": BASELINE_NAME, "instance_type": c.baseline_instance_type,
+                          "instances": c.baseline_instances, "peak_replicas": c.baseline_peak_replicas,
+                          "compute_monthly": str(c.baseline_compute_monthly)}}
 
 
 def render_created(created: endpoints.CreatedEndpoint, costs: bool = True, deployment: bool = True) -> None:
