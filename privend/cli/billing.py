@@ -132,7 +132,7 @@ def margin(app: App, period, env, fmt) -> None:
     render_margin(billing_service.margin_of_period(app, env, period), fmt)
 
 
-def render_margin(report: MarginReport, fmt: str) -> None:
+def render_margin(report: MarginReport, fmt: str, assumptions: bool = True) -> None:
     if fmt == "json":
         emit_json(report.to_dict())
         return
@@ -145,6 +145,8 @@ def render_margin(report: MarginReport, fmt: str) -> None:
     emit_table(f"margin of env {report.env}, {report.period} ({state}), USD",
                ["endpoint", "tenant", "plan", "revenue", "compute", "network", "margin", "margin %"], rows,
                drop=["plan", "tenant"])
+    if not assumptions:
+        return
     click.echo("assumptions:")
     for assumption in report.assumptions:
         click.echo(f"  - {assumption}")
