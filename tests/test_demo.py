@@ -38,7 +38,7 @@ def test_demo_ends_with_the_margin_table_of_the_running_month(tmp_path, monkeypa
     connect = out.index("== what the customer of endpoint 'chat' needs")
     margin = out.index("== margin of ")
     assert connect < margin
-    assert "imported 3 sample usage event(s)" in out[margin:]
+    assert "3 sample usage event(s) imported; period " in out[margin:]
     assert out.rstrip().splitlines()[-1].startswith("└")  # the margin table is the last thing printed
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("│")[1:-1]]
                                           for line in out[margin:].splitlines() if "│" in line)}

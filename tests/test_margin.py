@@ -91,10 +91,10 @@ def test_margin_table_ends_with_the_overhead_row_and_the_totals(world):
     assert "margin of env dev, 2025-03 (open), USD" in out
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "│" in line]
     assert rows == [
-        ["chat", "acme", "basic", "$314.00", "$598.77", "$36.08", "-$320.85", "-102.2 %"],
-        ["code", "acme", "pro", "$420.00", "$0.00", "$24.44", "$395.56", "94.2 %"],
+        ["chat", "acme", "basic", "$314.00", "$598.77", "$36.08", "-$320.85", "-102.2"],
+        ["code", "acme", "pro", "$420.00", "$0.00", "$24.44", "$395.56", "94.2"],
         ["platform overhead", "", "", "", "$598.77", "", "-$598.77", ""],
-        ["total", "", "", "$734.00", "$1,197.54", "$60.52", "-$524.06", "-71.4 %"],
+        ["total", "", "", "$734.00", "$1,197.54", "$60.52", "-$524.06", "-71.4"],
     ]
     assert "for the hours of the UTC month it was subscribed" in out
 

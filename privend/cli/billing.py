@@ -153,4 +153,5 @@ def render_margin(report: MarginReport, fmt: str, assumptions: bool = True) -> N
 
 
 def _percent(value) -> str:
-    return "n/a" if value is None else f"{value} %"
+    # No space before a percent sign here: the column says "margin %", and a cell is never split.
+    return "n/a" if value is None else str(value)

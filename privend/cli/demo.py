@@ -100,6 +100,5 @@ def _margin_step(sample: App, env: str) -> None:
     imported = billing.import_events(sample, env, io.StringIO("\n".join(lines) + "\n"), source="demo sample")
     quiet = App(sample.settings.replace(alert_topic_arn=None))  # the demo's alerts stay in its registry
     reconciled = billing.reconcile_period(quiet, env, period)
-    click.echo(f"imported {imported.accepted} sample usage event(s); {reconciled.result.message}")
-    click.echo(f"(`privend billing margin --period {period}` also lists the assumptions)")
+    click.echo(f"{imported.accepted} sample usage event(s) imported; {reconciled.result.message}")
     render_billing_margin(billing.margin_of_period(quiet, env, period), "table", assumptions=False)
