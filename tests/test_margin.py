@@ -109,6 +109,22 @@ def test_margin_of_a_period_not_reconciled_names_the_command_and_stores_nothing(
         assert registry.list_invoices("dev", "2025-03") == []
 
 
+def test_a_month_before_any_subscription_has_compute_but_no_revenue_network_or_margin_percent(world):
+    # January 2025: reconciled with no invoice (nothing was subscribed yet). The simulation knows the
+    # endpoints as registered now, so chat's minimum replica is priced all month: 744 h x 0.8048 = 598.77;
+    # neither endpoint was subscribed, so no network.
+    ok("billing", "reconcile", "--period", "2025-01")
+
+    data = json.loads(ok("billing", "margin", "--period", "2025-01", "--format", "json").stdout)
+
+    assert [(e["endpoint"], e["plans"], e["revenue"], e["compute"], e["network"], e["margin"], e["margin_percent"])
+            for e in data["endpoints"]] == [("chat", [], "0.00", "598.77", "0.00", "-598.77", None),
+                                            ("code", [], "0.00", "0.00", "0.00", "0.00", None)]
+    assert data["totals"]["margin_percent"] is None
+    table = ok("billing", "margin", "--period", "2025-01").stdout
+    assert [line.split("│")[-2].strip() for line in table.splitlines() if "│" in line] == ["n/a", "n/a", "", "n/a"]
+
+
 @pytest.mark.parametrize("period, message", [
     ("2025-3", "--period '2025-3' must be a month as YYYY-MM, like 2026-03"),
     ("1999-12", "--period '1999-12' is outside the billing periods 2000-01 to 2999-12"),
