@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("privend.cli.demo", "demo",
              "Plan a sample environment end to end, offline: tenants, endpoints, plan, guardrails, capacity."),
     "usage": ("privend.cli.usage", "usage", "Metered token usage: import, pull from CloudWatch, quarantine."),
-    "billing": ("privend.cli.billing", "billing", "Invoices, alerts and hard caps from metered usage."),
+    "billing": ("privend.cli.billing", "billing", "Invoices, alerts, hard caps and margins from metered usage."),
     "doctor": ("privend.cli.doctor", "doctor",
                "Check what real use needs: Pulumi CLI, AWS, state backend, registry, stack files, kubeconfig."),
     "catalog": ("privend.cli.catalog", "catalog",

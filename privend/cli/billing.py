@@ -1,19 +1,21 @@
-"""`privend billing ...`: reconcile a period into invoices, export them, list alerts."""
+"""`privend billing ...`: reconcile a period into invoices, export them, list alerts, show the margin."""
 
 from __future__ import annotations
 
 import click
 
 from privend.cli import env_option, format_option, pass_app
+from privend.cli.capacity import money
 from privend.cli.render import emit_json, emit_table
 from privend.errors import InputError
+from privend.margin import MarginReport
 from privend.service import billing as billing_service
 from privend.service.app import App
 
 
 @click.group()
 def billing() -> None:
-    """Invoices, alerts and hard caps from metered usage."""
+    """Invoices, alerts, hard caps and margins from metered usage."""
 
 
 @billing.command("reconcile")
@@ -114,3 +116,42 @@ def alerts(app: App, period, env, fmt) -> None:
     waiting = sum(a.published_at is None for a in entries)
     if waiting:
         click.echo(f"{waiting} alert(s) not published: {reason}")
+
+
+@billing.command("margin")
+@click.option("--period", required=True, help="YYYY-MM, reconciled first with `privend billing reconcile`.")
+@env_option
+@format_option
+@pass_app
+def margin(app: App, period, env, fmt) -> None:
+    """Per endpoint: invoiced revenue, simulated compute, network and margin; the platform overhead; totals.
+
+    Revenue is the period's invoices as last reconciled (exit 2 when the period has not been
+    reconciled); compute is the simulation of the period's usage ledger (`capacity simulate --period`).
+    """
+    render_margin(billing_service.margin_of_period(app, env, period), fmt)
+
+
+def render_margin(report: MarginReport, fmt: str, assumptions: bool = True) -> None:
+    if fmt == "json":
+        emit_json(report.to_dict())
+        return
+    state = "finalized" if report.finalized else "open"
+    rows = [(e.endpoint, e.tenant, ", ".join(e.plans), money(e.revenue), money(e.compute), money(e.network),
+             money(e.margin), _percent(e.margin_percent)) for e in report.endpoints]
+    rows.append(("platform overhead", "", "", "", money(report.overhead), "", money(-report.overhead), ""))
+    rows.append(("total", "", "", money(report.revenue), money(report.compute), money(report.network),
+                 money(report.margin), _percent(report.margin_percent)))
+    emit_table(f"margin of env {report.env}, {report.period} ({state}), USD",
+               ["endpoint", "tenant", "plan", "revenue", "compute", "network", "margin", "margin %"], rows,
+               drop=["plan", "tenant"])
+    if not assumptions:
+        return
+    click.echo("assumptions:")
+    for assumption in report.assumptions:
+        click.echo(f"  - {assumption}")
+
+
+def _percent(value) -> str:
+    # No space before a percent sign here: the column says "margin %", and a cell is never split.
+    return "n/a" if value is None else str(value)

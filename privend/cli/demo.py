@@ -9,18 +9,21 @@ redirected by the demo's own settings; the process environment is left alone.
 
 from __future__ import annotations
 
+import io
+import json
 import tempfile
 from pathlib import Path
 
 import click
 
 from privend.cli import env_option, pass_app
+from privend.cli.billing import render_margin as render_billing_margin
 from privend.cli.capacity import render_capacity
 from privend.cli.endpoint import render_created as render_endpoint
 from privend.cli.endpoint import render_list
 from privend.cli.plan import render_plan
 from privend.cli.tenant import render_created as render_tenant
-from privend.service import capacity, endpoints, stacks, tenants
+from privend.service import billing, capacity, endpoints, stacks, tenants
 from privend.service.app import App
 from privend.service.endpoints import SpecChanges
 
@@ -71,6 +74,7 @@ def demo(app: App, env: str, home: Path | None, verbose: bool) -> None:
         _step("what the customer of endpoint 'chat' needs")
         info = endpoints.connect_info(sample, env, "chat")
         click.echo(info if verbose else _cli_recipe_only(info), nl=False)
+        _margin_step(sample, env)
 
 
 def _cli_recipe_only(info: str) -> str:
@@ -79,3 +83,22 @@ def _cli_recipe_only(info: str) -> str:
     kept = [s for s in sections if not s.startswith(("2. ", "3. "))]
     note = "(`privend endpoint connect-info chat` also prints the Terraform and Pulumi recipes)\n"
     return "\n## ".join(kept) + ("" if len(kept) == len(sections) else note)
+
+# Tokens each sample endpoint used so far this month: chat past its plan's included tokens, the others within.
+SAMPLE_USAGE = {"chat": (118_000_000, 2_000_000), "batch": (29_000_000, 1_000_000), "assist": (59_500_000, 500_000)}
+
+
+def _margin_step(sample: App, env: str) -> None:
+    """The last step: sample usage imported, the running month reconciled (open, alerts never published) and
+    its margin, per endpoint and in total, as `privend billing margin` shows it."""
+    now = billing.now()
+    period = f"{now:%Y-%m}"
+    _step(f"margin of {period} so far, after sample usage")
+    lines = [json.dumps({"id": f"demo-{name}", "endpoint": name, "timestamp": now.isoformat(),
+                         "input_tokens": tokens_in, "output_tokens": tokens_out})
+             for name, (tokens_in, tokens_out) in SAMPLE_USAGE.items()]
+    imported = billing.import_events(sample, env, io.StringIO("\n".join(lines) + "\n"), source="demo sample")
+    quiet = App(sample.settings.replace(alert_topic_arn=None))  # the demo's alerts stay in its registry
+    reconciled = billing.reconcile_period(quiet, env, period)
+    click.echo(f"{imported.accepted} sample usage event(s) imported; {reconciled.result.message}")
+    render_billing_margin(billing.margin_of_period(quiet, env, period), "table", assumptions=False)

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TextIO
 
 from privend import aws
 from privend.billing.alerts import sns_publisher, topic_region
 from privend.billing.export import invoices_csv, stored_invoices
-from privend.billing.periods import check_period
+from privend.billing.periods import check_period, period_bounds
 from privend.billing.pull import PullResult, pull_usage
 from privend.billing.reconcile import ReconcileResult, dumps, reconcile
 from privend.billing.usage import ImportSummary, import_usage
+from privend.margin import Compute, MarginReport, margin_report, subscribed_us
 from privend.registry.billing import Alert, QuarantinedEvent
 from privend.service.app import App
+from privend.service.capacity import TrafficSource, simulate_capacity
 
 
 def now() -> datetime:
@@ -99,3 +102,30 @@ def list_alerts(app: App, env: str, period: str) -> AlertList:
         alerts = registry.list_alerts(env, period)
     waiting = any(a.published_at is None for a in alerts)
     return AlertList(alerts, unpublished_reason(app) if waiting else None)
+
+
+def margin_of_period(app: App, env: str, period: str) -> MarginReport:
+    """Per endpoint, the period's invoiced revenue against its simulated compute and its network; the overhead.
+
+    Reads the invoices `billing reconcile` stored (InputError, naming the command to run, when the
+    period has not been reconciled), then simulates the period's usage ledger (`capacity simulate
+    --period`) for the compute and the pools' overhead. Nothing is written.
+    """
+    check_period(period)
+    cfg = app.environment(env)
+    stored = stored_period(app, env, period)  # before the simulation, which takes a while
+    with app.registry() as registry:
+        subscriptions = registry.list_billing_subscriptions(env)
+    start_us, end_us = period_bounds(period, "UTC")  # the simulation's window
+    subscribed: dict[str, int] = {}
+    for subscription in subscriptions:
+        subscribed[subscription.endpoint] = (subscribed.get(subscription.endpoint, 0)
+                                             + subscribed_us(subscription.segments, start_us, end_us))
+    result = simulate_capacity(app, env, TrafficSource(period=period)).result
+    return margin_report(
+        env=env, period=period, finalized=stored["finalized"], invoices=stored["invoices"],
+        compute={e.name: Compute(e.tenant, e.attributed_cost) for e in result.endpoints},
+        overhead=sum((p.overhead_cost for p in result.pools), Decimal(0)), subscribed=subscribed,
+        simulation_window=(result.start, result.end), prices_read_on=result.prices_read_on,
+        availability_zones=cfg.az_count,
+    )
