@@ -39,10 +39,10 @@ INSERTABLE_KEYS = ("warmHeadroomGpus", "warmHeadroomPodGpus")
 
 
 def apply_bounds(cfg: EnvironmentConfig, bounds: list[PoolBounds], path: Path | str,
-                 headroom: Mapping[str, tuple[int, int]] | None = None) -> tuple[str, str]:
+                 headroom: Mapping[str, Mapping[str, int]] | None = None) -> tuple[str, str]:
     """The stack file at `path` with the pools' new `bounds` written in, and the unified diff.
 
-    `headroom` maps a pool to its (warmHeadroomGpus, warmHeadroomPodGpus). Nothing is
+    `headroom` maps a pool to the headroom keys to set (warmHeadroomGpus, warmHeadroomPodGpus). Nothing is
     written here (see `write_stack_file`). The diff is empty when nothing changes.
     """
     path = Path(path)
@@ -55,11 +55,12 @@ def apply_bounds(cfg: EnvironmentConfig, bounds: list[PoolBounds], path: Path | 
     return new, unified_diff(old, new, shown)
 
 
-def bound_values(bounds: list[PoolBounds], headroom: Mapping[str, tuple[int, int]] | None = None) -> dict[str, dict[str, int]]:
-    """The stack file values per pool: the bounds' new values, and the warm headroom where given."""
+def bound_values(bounds: list[PoolBounds],
+                 headroom: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, dict[str, int]]:
+    """The stack file values per pool: the bounds' new values, and the headroom keys given per pool."""
     values = {b.pool: dict(b.new_values()) for b in bounds}
-    for pool, (gpus, pod_gpus) in (headroom or {}).items():
-        values.setdefault(pool, {}).update({"warmHeadroomGpus": gpus, "warmHeadroomPodGpus": pod_gpus})
+    for pool, keys in (headroom or {}).items():
+        values.setdefault(pool, {}).update(keys)
     return values
 
 

@@ -319,6 +319,7 @@ def test_capacity_apply_clamps_desired_size_and_keeps_its_comment(stacks):
 
     after = path.read_text()
     assert "      minSize: 0\n      maxSize: 1\n      desiredSize: 1   # warm for launch\n" in after
+    assert "      warmHeadroomGpus: 0\n" in after  # no traffic in the ledger: no scale-up to keep warm
     assert after.startswith("# prod: three AZs with a NAT gateway each")
     pool = load_environment("prod").pool("h100")
     assert (pool.min_size, pool.max_size, pool.desired_size) == (0, 1, 1)
@@ -601,14 +602,14 @@ def test_capacity_apply_sizes_warm_headroom_on_traffic_and_simulate_confirms_the
     out = ok("capacity", "apply", "--synthetic", "7", "--target", "99.9", "--yes").stdout
 
     pool = load_environment("dev").pool("l4")
-    assert pool.warm_headroom_gpus > 0 and pool.warm_headroom_pod_gpus == 1
+    assert pool.warm_headroom_gpus > 0 and pool.warm_headroom_pod_gpus == 1  # 1-GPU replicas: the default
     assert f"pool l4: warmHeadroomGpus {pool.warm_headroom_gpus} in {pool.warm_headroom_gpus} placeholders of 1 GPU" \
         in out
     assert "meets the 99.9 % target" in out and "a month" in out
     # maxSize: the plan's 12 single-GPU nodes at max scale, and room for the placeholders on 4-GPU nodes.
     assert pool.max_size == 12 + -(-pool.warm_headroom_gpus // 4)
-    # The keys went in after maxSize; nothing else moved.
-    assert f"      maxSize: {pool.max_size}\n      warmHeadroomGpus: {pool.warm_headroom_gpus}\n      warmHeadroomPodGpus: 1\n" \
+    # The key went in after maxSize (warmHeadroomPodGpus keeps its default, so it is not written).
+    assert f"      maxSize: {pool.max_size}\n      warmHeadroomGpus: {pool.warm_headroom_gpus}\n      diskSizeGiB" \
         in path.read_text()
     # Replaying the same traffic (with the bounds now written) meets the target; one GPU fewer does not.
     again = json.loads(ok("capacity", "simulate", "--synthetic", "7", "--format", "json").stdout)

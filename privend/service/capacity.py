@@ -51,7 +51,7 @@ class BoundsChange:
     window_hours: float
     unsimulated: list[str]  # endpoints the headroom simulation left out (models outside the catalog)
 
-    headroom_values: dict[str, tuple[int, int]]  # what changes: pool -> (warmHeadroomGpus, warmHeadroomPodGpus)
+    headroom_values: dict[str, dict[str, int]]  # the headroom keys that change, per pool
 
     @property
     def values(self) -> dict[str, dict[str, int]]:
@@ -107,8 +107,14 @@ def propose_bounds(app: App, env: str, source: TrafficSource | None = None,
     choices = choose_headroom(replay.endpoints, pools, replay.traffic, target_percent, limit=MAX_WARM_HEADROOM_GPUS)
     largest = {p.name: max(gpu_catalog().get(t).gpus for t in p.instance_types) for p in cfg.gpu_pools}
     bounds = pool_bounds(cfg, plan, running, {name: -(-c.gpus // largest[name]) for name, c in choices.items()})
-    current = {p.name: (p.warm_headroom_gpus, p.warm_headroom_pod_gpus) for p in cfg.gpu_pools}
-    headroom = {name: (c.gpus, c.pod_gpus) for name, c in choices.items() if (c.gpus, c.pod_gpus) != current[name]}
+    headroom: dict[str, dict[str, int]] = {}
+    for pool in cfg.gpu_pools:
+        c = choices[pool.name]
+        keys = {key: new for key, new, old in (("warmHeadroomGpus", c.gpus, pool.warm_headroom_gpus),
+                                               ("warmHeadroomPodGpus", c.pod_gpus, pool.warm_headroom_pod_gpus))
+                if new != old}
+        if keys:
+            headroom[pool.name] = keys
     text, diff = apply_bounds(cfg, bounds, path, headroom)
     hours = replay.traffic.steps * replay.traffic.step_seconds / 3600
     return BoundsChange(env, path, bounds, diff, text, choices, replay.label, hours, replay.unknown, headroom)
