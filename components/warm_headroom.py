@@ -44,8 +44,8 @@ class WarmHeadroom(pulumi.ComponentResource):
         deny = headroom.deny_all()
         k8s.networking.v1.NetworkPolicy(f"{name}-{deny['metadata']['name']}", metadata=deny["metadata"],
                                         spec=deny["spec"], opts=self._opts(depends_on=[self._ns]))
-        for pool, gpus in sorted(self.placeholders.items()):
-            obj = headroom.placeholder_deployment(pool, gpus)
+        for pool, (pods, pod_gpus) in sorted(headroom.placeholder_pods(args.cfg).items()):
+            obj = headroom.placeholder_deployment(pool, pods, pod_gpus=pod_gpus)
             k8s.apps.v1.Deployment(f"{name}-{pool}", metadata=obj["metadata"], spec=obj["spec"],
                                    opts=self._opts(depends_on=[self._ns, self._priority_class]))
 

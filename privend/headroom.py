@@ -51,10 +51,12 @@ LABELS = {"app.kubernetes.io/managed-by": "privend", "app.kubernetes.io/name": "
 # never depends on the user the image declares.
 RUN_AS = 65535
 # A placeholder holds a GPU, not the node's CPU and memory: a preempting replica needs those too.
-RESOURCES = {
-    "requests": {"cpu": "10m", "memory": "16Mi", GPU_RESOURCE: "1"},
-    "limits": {"cpu": "50m", "memory": "32Mi", GPU_RESOURCE: "1"},
-}
+def resources(pod_gpus: int = 1) -> dict[str, dict[str, str]]:
+    """One placeholder's requests and limits: `pod_gpus` GPUs and next to no CPU or memory."""
+    return {"requests": {"cpu": "10m", "memory": "16Mi", GPU_RESOURCE: str(pod_gpus)},
+            "limits": {"cpu": "50m", "memory": "32Mi", GPU_RESOURCE: str(pod_gpus)}}
+
+
 # pulumi-kubernetes waits for a Deployment to become available; placeholders may stay Pending until
 # the autoscaler has a node for them (a pool may start at zero nodes), which is their normal state.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
@@ -69,8 +71,18 @@ def pod_labels(pool: str) -> dict[str, str]:
 
 
 def headroom_gpus(cfg: EnvironmentConfig) -> dict[str, int]:
-    """Pool -> placeholder count, for the pools that keep a warm buffer (warmHeadroomGpus > 0)."""
+    """Pool -> warm GPUs, for the pools that keep a warm buffer (warmHeadroomGpus > 0)."""
     return {p.name: p.warm_headroom_gpus for p in cfg.gpu_pools if p.warm_headroom_gpus > 0}
+
+
+def placeholder_pods(cfg: EnvironmentConfig) -> dict[str, tuple[int, int]]:
+    """Pool -> (placeholder pods, GPUs per pod), for the pools that keep a warm buffer.
+
+    A pod holds warmHeadroomPodGpus GPUs, the pool's largest replica, so that any replica that preempts
+    one finds all its GPUs on one node.
+    """
+    return {p.name: (p.warm_headroom_gpus // p.warm_headroom_pod_gpus, p.warm_headroom_pod_gpus)
+            for p in cfg.gpu_pools if p.warm_headroom_gpus > 0}
 
 
 def namespace() -> dict[str, Any]:
@@ -103,10 +115,10 @@ def shared_node_affinity() -> dict[str, Any]:
         {"matchExpressions": [{"key": TENANT_LABEL, "operator": "DoesNotExist"}]}]}}}
 
 
-def placeholder_deployment(pool: str, gpus: int, image: str = PAUSE_IMAGE) -> dict[str, Any]:
-    """`gpus` placeholder pods of one GPU each on the shared nodes of `pool`."""
-    if gpus < 1:
-        raise ValueError(f"pool {pool}: a placeholder Deployment needs at least one GPU, got {gpus}")
+def placeholder_deployment(pool: str, pods: int, image: str = PAUSE_IMAGE, pod_gpus: int = 1) -> dict[str, Any]:
+    """`pods` placeholder pods of `pod_gpus` GPUs each on the shared nodes of `pool`."""
+    if pods < 1:
+        raise ValueError(f"pool {pool}: a placeholder Deployment needs at least one pod, got {pods}")
     labels = pod_labels(pool)
     affinity = shared_node_affinity()
     # Packed onto as few nodes as will hold them: a replica of several GPUs needs them on one node.
@@ -118,7 +130,7 @@ def placeholder_deployment(pool: str, gpus: int, image: str = PAUSE_IMAGE) -> di
         "name": "pause",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "resources": RESOURCES,
+        "resources": resources(pod_gpus),
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
@@ -146,7 +158,7 @@ def placeholder_deployment(pool: str, gpus: int, image: str = PAUSE_IMAGE) -> di
         "metadata": {"name": deployment_name(pool), "namespace": NAMESPACE, "labels": labels,
                      "annotations": dict(SKIP_AWAIT)},
         "spec": {
-            "replicas": gpus,
+            "replicas": pods,
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
@@ -156,5 +168,6 @@ def placeholder_deployment(pool: str, gpus: int, image: str = PAUSE_IMAGE) -> di
 def render_headroom(cfg: EnvironmentConfig) -> list[dict[str, Any]]:
     """All Kubernetes objects of the warm headroom, in apply order; no Deployment for a pool with N == 0."""
     objects = [priority_class(), namespace(), deny_all()]
-    objects += [placeholder_deployment(pool, gpus) for pool, gpus in sorted(headroom_gpus(cfg).items())]
+    objects += [placeholder_deployment(pool, pods, pod_gpus=pod_gpus)
+                for pool, (pods, pod_gpus) in sorted(placeholder_pods(cfg).items())]
     return objects

@@ -49,8 +49,8 @@ def test_strict_validation_would_catch_a_misspelt_placeholder_field():
         kubernetes_validate.validate(obj, "1.34.0", strict=True)
 
 
-def test_a_placeholder_deployment_needs_at_least_one_gpu():
-    with pytest.raises(ValueError, match="pool l4: a placeholder Deployment needs at least one GPU, got 0"):
+def test_a_placeholder_deployment_needs_at_least_one_pod():
+    with pytest.raises(ValueError, match="pool l4: a placeholder Deployment needs at least one pod, got 0"):
         headroom.placeholder_deployment("l4", 0)
 
 
@@ -228,3 +228,22 @@ def test_a_buffer_as_large_as_the_pool_at_max_size_is_accepted(monkeypatch, tmp_
     objects = headroom.render_headroom(load_environment("dev", stacks))
     assert [(o["metadata"]["name"], o["spec"]["replicas"]) for o in objects if o["kind"] == "Deployment"] == [
         ("warm-headroom-l4", 16)]
+
+
+def test_placeholders_of_several_gpus_hold_the_headroom_in_whole_pods(monkeypatch, tmp_path):
+    # 8 warm GPUs in 2-GPU pods: 4 placeholders, each asking for 2 GPUs on one node.
+    stacks = private_stacks(monkeypatch, tmp_path)
+    path = stacks / "Pulumi.dev.yaml"
+    path.write_text(path.read_text().replace(
+        "      diskSizeGiB: 200\n", "      diskSizeGiB: 200\n      warmHeadroomGpus: 8\n      warmHeadroomPodGpus: 2\n", 1))
+    (deployment,) = [o for o in headroom.render_headroom(load_environment("dev", stacks)) if o["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 4
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"] \
+        == "2"
+    kubernetes_validate.validate(deployment, "1.34.0", strict=True)
+    # Warm GPUs that are no whole number of pods are refused in one line.
+    path.write_text(path.read_text().replace("warmHeadroomGpus: 8", "warmHeadroomGpus: 7"))
+    assert_one_line_error(run("plan", "--env", "dev"), 2,
+                          "Pulumi.dev.yaml: privend:gpuPools[0]: warmHeadroomGpus (7) must be a multiple of "
+                          "warmHeadroomPodGpus (2)")
