@@ -69,7 +69,7 @@ import heapq
 import math
 from array import array
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -376,8 +376,12 @@ def _sliding_max(values: np.ndarray, window: int) -> np.ndarray:
 
 def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
              headroom: Mapping[str, int] | None = None, *, headroom_pod_gpus: Mapping[str, int] | None = None,
-             cold_start: ColdStartModel | None = None, catalog: GpuCatalog | None = None) -> SimulationResult:
-    """Pooled run, both baselines and the lower bound over `traffic`'s window."""
+             cold_start: ColdStartModel | None = None, catalog: GpuCatalog | None = None,
+             audit: Callable[[Placement], None] | None = None) -> SimulationResult:
+    """Pooled run, both baselines and the lower bound over `traffic`'s window.
+
+    `audit`, if given, sees every replica of the pooled run arrive on and leave its node.
+    """
     catalog = catalog or gpu_catalog()
     cold_start = cold_start or ColdStartModel()
     headroom = dict(headroom or {})
@@ -395,7 +399,7 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
         if name in pools and n % pod_gpus[name]:
             raise InputError(f"pool {name!r}: warm headroom of {n} GPUs is not a whole number of "
                              f"{pod_gpus[name]}-GPU placeholders")
-    pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog, pod_gpus=pod_gpus).run()
+    pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog, pod_gpus=pod_gpus, audit=audit).run()
     dedicated_endpoints, dedicated_pools = _dedicated_fleet(endpoints, pools, catalog)
     autoscaled = _Run(dedicated_endpoints, dedicated_pools, traffic, {}, cold_start, catalog, bounds=False).run()
     hours = Decimal(traffic.steps * traffic.step_seconds) / 3600
@@ -421,6 +425,19 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
     return SimulationResult(traffic.start.isoformat(), traffic.end.isoformat(), traffic.step_seconds,
                             catalog.prices_read_on, tuple(results), pool_results, pooled.all_waits,
                             autoscaled.all_waits)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A replica arriving on a node (gpus > 0) or leaving it (gpus < 0), as `simulate`'s audit sees it."""
+
+    seconds: float
+    endpoint: str
+    tenant: str
+    node: int
+    node_gpus: int
+    node_tenant: str | None  # the dedicated tenant whose node it is; None for a pool's shared node
+    gpus: int
 
 
 @dataclass(frozen=True)
@@ -545,8 +562,10 @@ class _Run:
 
     def __init__(self, endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
                  headroom: Mapping[str, int], cold_start: ColdStartModel, catalog: GpuCatalog,
-                 bounds: bool = True, pod_gpus: Mapping[str, int] | None = None) -> None:
+                 bounds: bool = True, pod_gpus: Mapping[str, int] | None = None,
+                 audit: Callable[[Placement], None] | None = None) -> None:
         self.bounds = bounds
+        self.audit = audit
         self.endpoints = list(endpoints)
         self.pools = dict(pools)
         self.pool_names = list(pools)
@@ -746,6 +765,8 @@ class _Run:
         # Waited for a node: the node was not ready when the replica was wanted, or the pool was at maxSize.
         waited_for_node = node.ready_at > r.wanted_at or now > r.wanted_at
         self._take(group, node, size, now)
+        if self.audit is not None:
+            self._audit(i, node, group, size, now)
         engine = self.engine[i]
         if engine in node.images:
             start = self.start_cached[i]
@@ -766,6 +787,11 @@ class _Run:
             heapq.heappush(self.replica_heap, (ready_at, r.serial, r))
         return True
 
+    def _audit(self, i: int, node: _Node, group: _Group, gpus: int, now: float) -> None:
+        assert self.audit is not None
+        e = self.endpoints[i]
+        self.audit(Placement(now, e.name, e.demand.tenant, node.id, node.gpus, group.dedicated_tenant, gpus))
+
     def _serve(self, r: _Replica) -> None:
         r.serving = True
         self.serving_delta[r.endpoint, self.step_index] += 1
@@ -778,6 +804,8 @@ class _Run:
         i = r.endpoint
         size = self.gpus[i]
         self._take(self.group_of[i], node, -size, now)
+        if self.audit is not None:
+            self._audit(i, node, self.group_of[i], -size, now)
         self.held_steps[i][r.type_index] += size * (self.step_index - r.placed_step)
         self.placed_delta[i, self.step_index] -= 1
         if r.serving:
@@ -832,6 +860,8 @@ class _Run:
                         pending.append(r)
                         continue
                 self._take(group, node, size, 0.0)
+                if self.audit is not None:
+                    self._audit(i, node, group, size, 0.0)
                 node.images.add(self.engine[i])
                 r.node, r.ready_at, r.type_index = node, 0.0, node.type_index
                 self.placed_delta[i, 0] += 1
