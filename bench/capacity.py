@@ -9,12 +9,11 @@ utilisation, and the time to plan both scales of all pools (median of
 --repeat runs). Targets: under 1 s at 5,000 endpoints on a 2-core machine, and
 a gap of at most 2 %.
 
-Then the monthly cost at minimum scale, pooled against the dedicated-instance
-baseline (target: pooled at least 35 % cheaper), with the price per GPU-hour of
-each replica shape explaining the figure, the pooled figure against two other
-readings of the baseline (at least one instance per endpoint; one always-on
-instance per endpoint holding its minimum replicas), and the same fleet on
-pools that also offer the single-GPU types.
+Then the monthly cost without traffic, on-demand on both sides (privend.cost):
+pooled at minimum and at maximum scale against "dedicated at peak" (instances of
+its own for each endpoint's replicas MAX, always on), and the same fleet on
+pools that also offer the single-GPU types. The traffic-driven comparison is
+bench/pooling.py's.
 
     python bench/capacity.py [--seed N] [--repeat N] [--sizes 50 500 5000]
 """
@@ -25,12 +24,12 @@ import argparse
 import random
 import statistics
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from decimal import Decimal
 
 from privend.capacity import CapacityPlan, Demand, PoolSpec, plan_capacity
 from privend.catalog import gpu_catalog
-from privend.cost import HOURS_PER_MONTH, estimate_costs
+from privend.cost import estimate_costs
 
 POOLS = {
     "l4": PoolSpec("l4", ("g6.12xlarge", "g6.48xlarge"), "on-demand", 0, 100_000),
@@ -119,61 +118,22 @@ def print_plan(plan: CapacityPlan, seconds: float) -> list[float]:
 
 
 def print_costs(plan: CapacityPlan, label: str) -> float:
+    """Monthly cost, on-demand on both sides: pooled at min and max scale against dedicated at peak."""
     estimate = estimate_costs(plan)
-    saving = float(estimate.savings_fraction)
+    saving, at_max = float(estimate.savings_fraction), float(estimate.savings_at_max_fraction)
     print(f"\n  {label}")
-    print(f"    pooled   ${estimate.pooled_monthly:>14,.2f} / month")
-    print(f"    baseline ${estimate.baseline_monthly:>14,.2f} / month (one dedicated instance per replica)")
-    verdict = "cheaper" if saving >= 0 else "dearer"
-    print(f"    pooled is {abs(saving):.1%} {verdict} than the baseline (target: at least 35 % cheaper)")
-
-    # Per replica shape: what a GPU-hour costs pooled (compute share / GPU-hours)
-    # and on the cheapest dedicated instance.
-    pooled, dedicated, gpu_hours = defaultdict(Decimal), defaultdict(Decimal), Counter()
-    for cost in estimate.endpoints:
-        demand = plan.demand(cost.endpoint)
-        shape = (cost.pool, demand.gpus_per_replica, cost.baseline_instance_type)
-        pooled[shape] += cost.compute_monthly
-        dedicated[shape] += cost.baseline_compute_monthly
-        gpu_hours[shape] += cost.gpus_at_min * int(HOURS_PER_MONTH)
-    print(f"    {'pool':6} {'GPUs':>4}  {'pooled $/GPU-h':>14}  {'dedicated $/GPU-h':>17}  baseline type")
-    for shape in sorted(gpu_hours):
-        if gpu_hours[shape]:
-            hours = Decimal(gpu_hours[shape])
-            print(f"    {shape[0]:6} {shape[1]:4}  {pooled[shape] / hours:14.4f}  "
-                  f"{dedicated[shape] / hours:17.4f}  {shape[2]}")
+    print(f"    pooled at min scale ${estimate.pooled_monthly:>14,.2f} / month "
+          f"(platform overhead ${estimate.platform_overhead_monthly:,.2f})")
+    print(f"    pooled at max scale ${estimate.pooled_at_max_monthly:>14,.2f} / month "
+          f"(platform overhead ${estimate.platform_overhead_at_max_monthly:,.2f})")
+    print(f"    dedicated at peak   ${estimate.baseline_monthly:>14,.2f} / month (instances for each endpoint's "
+          "replicas MAX, always on)")
+    for name, value in (("min", saving), ("max", at_max)):
+        print(f"    pooled at {name} scale is {abs(value):.1%} {'cheaper' if value >= 0 else 'dearer'} than "
+              "dedicated at peak")
+    if estimate.spot_pooled_monthly is not None:
+        print(f"    on spot (apart, in no saving): ${estimate.spot_pooled_monthly:,.2f} / month at min scale")
     return saving
-
-
-def print_other_baselines(plan: CapacityPlan) -> None:
-    """The same pooled figure against two other readings of "one dedicated instance".
-
-    Printed so the choice of baseline can be made on numbers; neither replaces the one above.
-    (a) per replica, but a dedicated instance never scales to zero: at least one per endpoint;
-    (b) one always-on instance per endpoint, the cheapest that holds all its minimum replicas
-        (at least one), several of the largest type where none does.
-    """
-    catalog = gpu_catalog()
-    estimate = estimate_costs(plan)
-    per_replica = one_instance = Decimal(0)
-    for cost in estimate.endpoints:
-        demand = plan.demand(cost.endpoint)
-        model = catalog.get(cost.baseline_instance_type).gpu_model
-        same_gpu = [t for t in catalog.instances.values() if t.gpu_model == model]
-        hourly = catalog.get(cost.baseline_instance_type).on_demand_hourly
-        per_replica += hourly * max(1, demand.min_replicas) * HOURS_PER_MONTH + cost.network_monthly
-        needed = demand.gpus_per_replica * max(1, demand.min_replicas)
-        fitting = [t for t in same_gpu if t.gpus >= needed]
-        if fitting:
-            instance, count = min(fitting, key=lambda t: (t.on_demand_hourly, t.name)), 1
-        else:
-            instance = max(same_gpu, key=lambda t: (t.gpus, -t.on_demand_hourly))
-            count = -(-needed // instance.gpus)
-        one_instance += instance.on_demand_hourly * count * HOURS_PER_MONTH + cost.network_monthly
-    pooled = estimate.pooled_monthly
-    for label, baseline in (("(a) per replica, at least one per endpoint", per_replica),
-                            ("(b) one always-on instance per endpoint", one_instance)):
-        print(f"    other baseline {label}: ${baseline:,.2f}; pooled {1 - pooled / baseline:.1%} cheaper")
 
 
 def main() -> None:
@@ -197,10 +157,9 @@ def main() -> None:
     print("node lb: fewest nodes any placement could use; in mixed pools that assumes all nodes of the largest\n"
           "type, while the cheapest placement uses smaller ones, so there the gap is measured on price only.")
 
-    print("\nmonthly cost at minimum scale, default mix")
+    print("\nmonthly cost without traffic, on-demand, default mix")
     for size, plan in plans.items():
         print_costs(plan, f"{size:,} endpoints, pools as above")
-        print_other_baselines(plan)
     largest = max(plans)
     single = plan_capacity(plans[largest].demands, POOLS_WITH_SINGLE_GPU)
     print_costs(single, f"{largest:,} endpoints, pools that also offer g6.xlarge / g6e.xlarge")
