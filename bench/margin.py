@@ -1,10 +1,10 @@
 """Margin per plan: bench/pooling.py's fleet, billed on the plans catalog, against what serving it costs.
 
-    python bench/margin.py [--seed N] [--size 100] [--days 2] [--headroom 16] [--plans stacks/plans.yaml]
+    python bench/margin.py [--seed N] [--size 100] [--days 2] [--headroom N] [--plans stacks/plans.yaml]
 
 The fleet, its pools and its traffic are bench/pooling.py's (`fleet()`, `POOLS`, the synthetic traffic
-from `MONDAY`), simulated pooled for `--days` with `--headroom` warm GPUs per pool (16: the headroom
-bench/pooling.py reports for the 100 fleet). Everything the window measures is scaled to a month of
+from `MONDAY`), simulated pooled for `--days` with the warm headroom per pool that `capacity apply`
+would choose on that traffic (99 % of scale-ups on a warm node; `--headroom N` sets N GPUs per pool instead). Everything the window measures is scaled to a month of
 730 hours (privend.cost.HOURS_PER_MONTH): tokens, attributed compute and the pools' overhead alike.
 
 Plans per endpoint, two fixed assignments (`--assign`, default both):
@@ -45,7 +45,7 @@ from privend.billing.rating import Window, cents_to_decimal, rate_window  # noqa
 from privend.catalog import gpu_catalog  # noqa: E402
 from privend.cost import HOURS_PER_MONTH  # noqa: E402
 from privend.margin import cents, network_cost, percent  # noqa: E402
-from privend.simulator import simulate  # noqa: E402
+from privend.simulator import choose_headroom, simulate  # noqa: E402
 from privend.traffic import synthetic  # noqa: E402
 
 US_PER_HOUR = 3_600_000_000
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--days", type=int, default=2)
-    parser.add_argument("--headroom", type=int, default=16, help="warm GPUs per pool")
+    parser.add_argument("--headroom", type=int, help="warm GPUs per pool (default: chosen for 99 %% ready scale-ups)")
     parser.add_argument("--assign", choices=["sized", "round-robin", "both"], default="both",
                         help="how endpoints get plans (module docstring)")
     parser.add_argument("--plans", type=Path, default=Path(__file__).resolve().parent.parent / "stacks" / "plans.yaml")
@@ -111,14 +111,19 @@ def main() -> None:
     end = MONDAY + timedelta(days=args.days)
     traffic = synthetic(profiles, args.seed, MONDAY, end, 60)
     began = time.perf_counter()
-    result = simulate(endpoints, POOLS, traffic, dict.fromkeys(POOLS, args.headroom))
+    if args.headroom is None:
+        choices = choose_headroom(endpoints, POOLS, traffic)
+        headroom, pod_gpus = {n: c.gpus for n, c in choices.items()}, {n: c.pod_gpus for n, c in choices.items()}
+    else:
+        headroom, pod_gpus = dict.fromkeys(POOLS, args.headroom), dict.fromkeys(POOLS, 1)
+    result = simulate(endpoints, POOLS, traffic, headroom, headroom_pod_gpus=pod_gpus)
     seconds = time.perf_counter() - began
     window_hours = Fraction(args.days * 24)
     month_us = int(HOURS_PER_MONTH) * US_PER_HOUR
     to_month = Fraction(HOURS_PER_MONTH) / window_hours
 
     print(f"seed {args.seed}, {args.size} endpoints, {args.days} days from {MONDAY:%Y-%m-%d} at 60 s steps, "
-          f"scaled to a month of {HOURS_PER_MONTH} h; warm headroom {args.headroom} GPUs per pool; "
+          f"scaled to a month of {HOURS_PER_MONTH} h; warm headroom {', '.join(f'{n} {g} GPUs' for n, g in headroom.items())}; "
           f"prices read {gpu_catalog().prices_read_on}; plans from {args.plans.name}")
 
     network = network_cost(int(HOURS_PER_MONTH) * US_PER_HOUR)
