@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,7 +12,14 @@ import pulumi_kubernetes as k8s
 from privend.components.cluster import Cluster
 from privend.headroom import AUTOSCALER_EXPENDABLE_CUTOFF
 from privend.iam import cluster_autoscaler_policy, load_balancer_controller_policy
-from privend.nodes import GPU_MODEL_LABEL, GPU_TAINT_KEY, POOL_LABEL, SYSTEM_POOL, TENANT_TAINT_KEY
+from privend.nodes import (
+    GPU_MODEL_LABEL,
+    GPU_TAINT_KEY,
+    POOL_LABEL,
+    SYSTEM_POOL,
+    TENANT_TAINT_KEY,
+    expander_priorities,
+)
 from privend.versions import CHART_REPOSITORIES
 
 SYSTEM_NODE_SELECTOR = {POOL_LABEL: SYSTEM_POOL}
@@ -26,6 +33,8 @@ class PlatformAddonsArgs:
     cluster_name: str
     vpc_id: pulumi.Input[str]
     chart_versions: Mapping[str, str]
+    # (base node group name, instance types) of each shared GPU pool, for the priority expander.
+    gpu_pools: Sequence[tuple[str, list[str]]] = ()
 
 
 def device_plugin_values() -> dict:
@@ -45,19 +54,22 @@ def device_plugin_values() -> dict:
     }
 
 
-def cluster_autoscaler_values(cluster_name: str, region: str, role_arn: str) -> dict:
+def cluster_autoscaler_values(cluster_name: str, region: str, role_arn: str,
+                              gpu_pools: Sequence[tuple[str, list[str]]] = ()) -> dict:
     return {
         "autoDiscovery": {"clusterName": cluster_name},
         "awsRegion": region,
         "rbac": {"serviceAccount": {"name": "cluster-autoscaler", "annotations": {"eks.amazonaws.com/role-arn": role_arn}}},
         "extraArgs": {
             "balance-similar-node-groups": "true",
-            "expander": "least-waste",
+            # Cheapest GPU first among the groups that fit (privend.nodes.expander_priorities).
+            "expander": "priority,least-waste",
             "skip-nodes-with-system-pods": "false",
             # Spelled out, not left to the default: the warm headroom's placeholders sit exactly at the
             # cutoff, and a pod below it never makes the autoscaler add a node (privend/headroom.py).
             "expendable-pods-priority-cutoff": str(AUTOSCALER_EXPENDABLE_CUTOFF),
         },
+        "expanderPriorities": expander_priorities(list(gpu_pools)),
         "nodeSelector": SYSTEM_NODE_SELECTOR,
     }
 
@@ -128,7 +140,8 @@ class PlatformAddons(pulumi.ComponentResource):
         self._release("keda", "keda", keda_role.arn.apply(keda_values), create_namespace=True)
         self._release(
             "cluster-autoscaler", "kube-system",
-            ca_role.arn.apply(lambda arn: cluster_autoscaler_values(args.cluster_name, args.region, arn)),
+            ca_role.arn.apply(lambda arn: cluster_autoscaler_values(args.cluster_name, args.region, arn,
+                                                                    args.gpu_pools)),
         )
         self.register_outputs({"releases": {k: r.name for k, r in self.releases.items()}})
 

@@ -1,4 +1,10 @@
-"""GpuPool: one managed node group of GPU instances, tainted so only GPU workloads land there."""
+"""GpuPool: managed node groups of GPU instances, one per GPU count, tainted so only GPU workloads land there.
+
+A pool of one GPU count is one node group (`<name>-ng`). A pool that mixes counts (single-GPU types,
+the cheapest per GPU, beside 4- or 8-GPU types for sharded replicas) gets one node group per count,
+the first as `<name>-ng` with the pool's minSize and desiredSize, the others as `<name>-<n>gpu-ng`
+from zero; each may grow to the pool's maxSize (`privend.nodes.node_group_types`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,14 @@ import pulumi_aws as aws
 
 from privend.components.node_group import launch_template, node_group
 from privend.naming import bounded_name
-from privend.nodes import NVIDIA_AMI_TYPE, autoscaler_node_template_tags, gpu_pool_labels, gpu_pool_taints
+from privend.nodes import (
+    NVIDIA_AMI_TYPE,
+    autoscaler_node_template_tags,
+    gpu_pool_labels,
+    gpu_pool_taints,
+    node_group_names,
+    node_group_types,
+)
 
 
 @dataclass(frozen=True)
@@ -42,33 +55,40 @@ class GpuPool(pulumi.ComponentResource):
         taints = gpu_pool_taints(args.tenant)
         self.gpu_model = labels["privend.io/gpu-model"]
         template = launch_template(f"{name}-lt", args.disk_size_gib, args.tags, self)
-        self.node_group = node_group(
-            f"{name}-ng",
-            cluster_name=args.cluster_name,
-            node_group_name=args.node_group_name or bounded_name("node-group", "privend", args.environment, args.pool),
-            node_role_arn=args.node_role_arn,
-            subnet_ids=args.subnet_ids,
-            instance_types=args.instance_types,
-            capacity_type=args.capacity_type,
-            ami_type=NVIDIA_AMI_TYPE,
-            min_size=args.min_size,
-            max_size=args.max_size,
-            desired_size=args.desired_size,
-            labels=labels,
-            taints=[t.eks() for t in taints],
-            template=template,
-            tags=args.tags,
-            parent=self,
-        )
-        self._tag_autoscaling_group(name, labels, taints, args)
+        base_name = args.node_group_name or bounded_name("node-group", "privend", args.environment, args.pool)
+        names = node_group_names(base_name, list(args.instance_types))
+        self.node_groups = []
+        for i, (gpus, types) in enumerate(node_group_types(list(args.instance_types))):
+            suffix = "" if i == 0 else f"-{gpus}gpu"
+            group = node_group(
+                f"{name}{suffix}-ng",
+                cluster_name=args.cluster_name,
+                node_group_name=names[i],
+                node_role_arn=args.node_role_arn,
+                subnet_ids=args.subnet_ids,
+                instance_types=types,
+                capacity_type=args.capacity_type,
+                ami_type=NVIDIA_AMI_TYPE,
+                min_size=args.min_size if i == 0 else 0,
+                max_size=args.max_size,
+                desired_size=args.desired_size if i == 0 else 0,
+                labels=labels,
+                taints=[t.eks() for t in taints],
+                template=template,
+                tags=args.tags,
+                parent=self,
+            )
+            self._tag_autoscaling_group(f"{name}{suffix}", group, labels, taints, types)
+            self.node_groups.append(group)
+        self.node_group = self.node_groups[0]
         self.node_group_name = self.node_group.node_group_name
         self.register_outputs({"nodeGroupName": self.node_group_name, "gpuModel": self.gpu_model})
 
-    def _tag_autoscaling_group(self, name: str, labels, taints, args: GpuPoolArgs) -> None:
+    def _tag_autoscaling_group(self, name: str, group, labels, taints, types: list[str]) -> None:
         # Managed node groups do not copy their tags to the Auto Scaling group, where
         # the Cluster Autoscaler reads them; tag the group directly.
-        asg_name = self.node_group.resources.apply(lambda r: r[0]["autoscaling_groups"][0]["name"])
-        for i, (key, value) in enumerate(sorted(autoscaler_node_template_tags(labels, taints, list(args.instance_types)).items())):
+        asg_name = group.resources.apply(lambda r: r[0]["autoscaling_groups"][0]["name"])
+        for i, (key, value) in enumerate(sorted(autoscaler_node_template_tags(labels, taints, types).items())):
             aws.autoscaling.Tag(
                 f"{name}-ca-{i}",
                 autoscaling_group_name=asg_name,

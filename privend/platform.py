@@ -20,6 +20,7 @@ from privend.components.network import Network, NetworkArgs
 from privend.components.system_pool import SystemPool, SystemPoolArgs
 from privend.components.warm_headroom import WarmHeadroom, WarmHeadroomArgs
 from privend.config import EnvironmentConfig
+from privend.naming import bounded_name
 from privend.naming import cluster_name as make_cluster_name
 
 # Outputs endpoint stacks read through a StackReference.
@@ -98,6 +99,8 @@ def platform_program(cfg: EnvironmentConfig) -> dict[str, pulumi.Input]:
     PlatformAddons("addons", PlatformAddonsArgs(
         environment=cfg.environment, region=cfg.region, cluster=cluster, cluster_name=cluster_name,
         vpc_id=network.vpc_id,
+        gpu_pools=[(bounded_name("node-group", "privend", cfg.environment, p.name), list(p.instance_types))
+                   for p in cfg.gpu_pools],
         chart_versions={
             "nvidia-device-plugin": cv.nvidia_device_plugin,
             "aws-load-balancer-controller": cv.aws_load_balancer_controller,

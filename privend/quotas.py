@@ -48,6 +48,7 @@ from privend.capacity import CapacityPlan
 from privend.catalog import GpuCatalog, gpu_catalog
 from privend.config import EnvironmentConfig
 from privend.errors import PrivendError
+from privend.nodes import node_group_types
 
 SERVICE_CODE = "ec2"
 USAGE_NAMESPACE = "AWS/Usage"
@@ -338,7 +339,7 @@ def _aws_errors() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class QuotaBasis:
-    """What one pool counts against its EC2 vCPU quota: maxSize nodes of its largest type."""
+    """What one node group of a pool counts against its EC2 vCPU quota: maxSize nodes of its largest type."""
 
     pool: str
     instance_type: str
@@ -364,13 +365,15 @@ class QuotaBasis:
 
 
 def quota_basis(cfg: EnvironmentConfig) -> list[QuotaBasis]:
-    """Per pool, the nodes the autoscaler may reach (maxSize) of the type with the most vCPUs."""
+    """Per node group of each pool (one per GPU count, `privend.nodes.node_group_types`), the nodes the
+    autoscaler may reach (the pool's maxSize, which each group may reach) of its type with the most vCPUs."""
     catalog = gpu_catalog()
     result = []
     for pool in cfg.gpu_pools:
-        biggest = max((catalog.get(t) for t in pool.instance_types), key=lambda it: (it.vcpus, it.name))
-        result.append(QuotaBasis(pool.name, biggest.name, pool.capacity_type, pool.max_size, biggest.vcpus,
-                                 biggest.quota_code_for(pool.capacity_type)))
+        for _, types in node_group_types(pool.instance_types):
+            biggest = max((catalog.get(t) for t in types), key=lambda it: (it.vcpus, it.name))
+            result.append(QuotaBasis(pool.name, biggest.name, pool.capacity_type, pool.max_size, biggest.vcpus,
+                                     biggest.quota_code_for(pool.capacity_type)))
     return result
 
 

@@ -401,16 +401,18 @@ def test_quota_check_shows_a_quota_of_zero_and_its_shortfall(aws):
     _, stubber, regions = aws
     applied(stubber, G_SPOT, 0.0)
     result = run("quota", "check")
-    # dev's l4 pool: maxSize 4 of its largest type g6.12xlarge (48 vCPUs), on spot.
+    # dev's l4 pool, on spot: a node group per GPU count, each may reach maxSize 4: 4 g6.xlarge (4 vCPUs)
+    # and 4 g6.12xlarge (48 vCPUs), 208 vCPUs.
     assert result.exit_code == 1
     assert regions == ["us-east-1"]
     row = next(line for line in result.stdout.splitlines() if line.startswith(f"│ {G_SPOT} "))
-    assert "│ 192 " in row
+    assert "│ 208 " in row
     assert "0 (applied)" in row
     assert "quota-zero" in row
+    assert "pool l4 4x g6.xlarge (spot) = 16 vCPUs on L-3819A6DF" in result.stdout
     assert "pool l4 4x g6.12xlarge (spot) = 192 vCPUs on L-3819A6DF" in result.stdout
-    assert "quota is 0, short by 192 vCPUs" in result.stdout
-    assert result.stderr == ("error: 1 EC2 vCPU quota(s) too low for env dev at maxSize: L-3819A6DF short by 192; "
+    assert "quota is 0, short by 208 vCPUs" in result.stdout
+    assert result.stderr == ("error: 1 EC2 vCPU quota(s) too low for env dev at maxSize: L-3819A6DF short by 208; "
                              "rerun with --request-increase to ask for it\n")
 
 
@@ -418,24 +420,25 @@ def test_quota_check_prod_json_counts_each_pool_on_its_own_quota_and_passes_when
     clients, stubber, _ = aws
     usage(clients.cloudwatch, "G/OnDemand", 96)
     applied(stubber, P_ON_DEMAND, 768.0)  # quota codes are checked in code order
-    applied(stubber, G_ON_DEMAND, 2400.0)
+    applied(stubber, G_ON_DEMAND, 2976.0)
     data = json.loads(ok("quota", "check", "--env", "prod", "--format", "json").stdout)
     assert data["ok"] is True
     assert data["requests"] == []
     verdicts = {v["quota_code"]: v for v in data["verdicts"]}
-    # l40s: 12 x g6e.48xlarge (192 vCPUs); h100: 4 x p5.48xlarge (192 vCPUs).
-    assert (verdicts[G_ON_DEMAND]["vcpus_needed"], verdicts[G_ON_DEMAND]["usage"]) == (2304, 96)
+    # l40s, a node group per GPU count, each up to maxSize 12: 12 x g6e.12xlarge (48 vCPUs) and
+    # 12 x g6e.48xlarge (192 vCPUs); h100: 4 x p5.48xlarge (192 vCPUs). 2,880 + 96 in use = the quota.
+    assert (verdicts[G_ON_DEMAND]["vcpus_needed"], verdicts[G_ON_DEMAND]["usage"]) == (2880, 96)
     assert verdicts[P_ON_DEMAND]["vcpus_needed"] == 768
     assert {v["status"] for v in verdicts.values()} == {"ok"}
     assert [(b["pool"], b["instance_type"], b["vcpus"]) for b in data["basis"]] == [
-        ("l40s", "g6e.48xlarge", 2304), ("h100", "p5.48xlarge", 768)]
+        ("l40s", "g6e.12xlarge", 576), ("l40s", "g6e.48xlarge", 2304), ("h100", "p5.48xlarge", 768)]
 
 
 def test_quota_check_reports_usage_that_makes_a_quota_fall_short(aws):
     clients, stubber, _ = aws
     usage(clients.cloudwatch, "G/OnDemand", 200)
     applied(stubber, P_ON_DEMAND, 768.0)
-    applied(stubber, G_ON_DEMAND, 2400.0)
+    applied(stubber, G_ON_DEMAND, 2976.0)
     result = run("quota", "check", "--env", "prod", "--format", "json")
     assert result.exit_code == 1
     verdicts = {v["quota_code"]: v for v in json.loads(result.stdout)["verdicts"]}
@@ -449,13 +452,13 @@ def test_quota_check_request_increase_files_the_shortfall_and_prints_the_request
     stubber.add_response("list_requested_service_quota_change_history_by_quota", {"RequestedQuotas": []},
                          {"ServiceCode": "ec2", "QuotaCode": G_SPOT})
     stubber.add_response("request_service_quota_increase",
-                         {"RequestedQuota": {"Id": "req-7f3a", "QuotaCode": G_SPOT, "DesiredValue": 192.0,
+                         {"RequestedQuota": {"Id": "req-7f3a", "QuotaCode": G_SPOT, "DesiredValue": 208.0,
                                              "Status": "PENDING"}},
-                         {"ServiceCode": "ec2", "QuotaCode": G_SPOT, "DesiredValue": 192.0})
+                         {"ServiceCode": "ec2", "QuotaCode": G_SPOT, "DesiredValue": 208.0})
     result = run("quota", "check", "--request-increase")
     assert result.exit_code == 1  # still short until AWS grants it
-    assert "increase request req-7f3a for L-3819A6DF to 192 vCPUs: PENDING (filed)" in result.stdout
-    assert result.stderr.endswith("L-3819A6DF short by 192; increase requested\n")
+    assert "increase request req-7f3a for L-3819A6DF to 208 vCPUs: PENDING (filed)" in result.stdout
+    assert result.stderr.endswith("L-3819A6DF short by 208; increase requested\n")
 
 
 def test_quota_check_request_increase_does_not_file_twice_while_one_is_open(aws):

@@ -109,7 +109,12 @@ def test_target_group_binding_points_at_the_endpoints_target_group(fleet):
 
 def test_dedicated_tenant_gets_its_own_tainted_node_group_and_role(fleet):
     spec, plan = fleet("dev")["private"]
-    ng = _one(plan, "aws:eks/nodeGroup:NodeGroup")
+    # dev's l4 pool has 1- and 4-GPU types: the tenant's own pool gets a node group for each count.
+    groups = plan.by_type("aws:eks/nodeGroup:NodeGroup")
+    assert sorted(g.inputs["instanceTypes"] for g in groups) == [["g6.12xlarge"], ["g6.xlarge"]]
+    assert all({"key": "privend.io/tenant", "value": "globex", "effect": "NO_SCHEDULE"} in g.inputs["taints"]
+               for g in groups)
+    (ng,) = [g for g in groups if g.inputs["instanceTypes"] == ["g6.xlarge"]]
     assert {"key": "privend.io/tenant", "value": "globex", "effect": "NO_SCHEDULE"} in ng.inputs["taints"]
     assert ng.inputs["labels"]["privend.io/tenant"] == "globex"
     role = _one(plan, "aws:iam/role:Role")

@@ -29,7 +29,8 @@ def test_prod_plan_lists_vpc_cluster_both_gpu_node_groups_releases_and_table():
     assert len(by_type["aws:ec2/vpc:Vpc"]) == 1
     assert len(by_type["aws:eks/cluster:Cluster"]) == 1
     gpu_groups = {r["name"]: r["inputs"]["taints"] for r in by_type["aws:eks/nodeGroup:NodeGroup"] if "taints" in r["inputs"]}
-    assert set(gpu_groups) == {"gpu-l40s-ng", "gpu-h100-ng"}
+    # l40s mixes 4- and 8-GPU types: a node group for each count.
+    assert set(gpu_groups) == {"gpu-l40s-ng", "gpu-l40s-8gpu-ng", "gpu-h100-ng"}
     assert all(t == [{"effect": "NO_SCHEDULE", "key": "nvidia.com/gpu", "value": "present"}] for t in gpu_groups.values())
     assert {r["inputs"]["chart"] for r in by_type["kubernetes:helm.sh/v3:Release"]} == {
         "nvidia-device-plugin", "aws-load-balancer-controller", "keda", "cluster-autoscaler"}
@@ -62,8 +63,9 @@ def test_plan_table_shows_the_resource_tree_and_counts():
         cells = [c.strip() for c in line.split("│")]
         if len(cells) == 4 and cells[2].isdigit():
             counts[cells[1]] = int(cells[2])
-    # dev has two node groups (system-ng and gpu-l4-ng); the total is every resource of the stack.
-    assert counts["aws:eks/nodeGroup:NodeGroup"] == 2
+    # dev has three node groups (system-ng, gpu-l4-ng for g6.xlarge and gpu-l4-4gpu-ng for g6.12xlarge);
+    # the total is every resource of the stack.
+    assert counts["aws:eks/nodeGroup:NodeGroup"] == 3
     assert counts["total"] == len(resources) == sum(v for k, v in counts.items() if k != "total")
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import json
+import re
 
 import pulumi_aws
 import pytest
 
+from privend.catalog import gpu_catalog
 from privend.config import load_environment
-from privend.nodes import CA_TEMPLATE
+from privend.nodes import CA_TEMPLATE, node_group_types
 
 ENVS = ["dev", "staging", "prod"]
 
@@ -39,7 +41,8 @@ def test_node_groups_use_only_private_node_subnets(platform_plan, env):
     for subnet in plan.by_type("aws:ec2/subnet:Subnet"):
         assert subnet.inputs["mapPublicIpOnLaunch"] is False
     node_groups = plan.by_type("aws:eks/nodeGroup:NodeGroup")
-    assert len(node_groups) == 1 + len(load_environment(env).gpu_pools)
+    # The system pool, and per GPU pool one node group per GPU count of its instance types.
+    assert len(node_groups) == 1 + sum(len(node_group_types(p.instance_types)) for p in load_environment(env).gpu_pools)
     for ng in node_groups:
         assert set(ng.inputs["subnetIds"]) == node_subnets
         assert not set(ng.inputs["subnetIds"]) & public_rt_subnets
@@ -85,14 +88,22 @@ def test_gpu_node_groups_carry_taint_labels_and_nvidia_ami(platform_plan, env):
     plan = platform_plan(env)
     cfg = load_environment(env)
     for pool in cfg.gpu_pools:
-        ng = _one(plan, "aws:eks/nodeGroup:NodeGroup", f"gpu-{pool.name}-ng")
-        assert ng.inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
-        assert ng.inputs["labels"]["privend.io/pool"] == pool.name
-        assert ng.inputs["labels"]["privend.io/gpu-model"] == pool.gpu_model
-        assert ng.inputs["amiType"] == "AL2023_x86_64_NVIDIA"
-        assert ng.inputs["instanceTypes"] == pool.instance_types
-        assert ng.inputs["capacityType"] == ("SPOT" if pool.capacity_type == "spot" else "ON_DEMAND")
-        assert ng.inputs["scalingConfig"] == {"minSize": pool.min_size, "maxSize": pool.max_size, "desiredSize": pool.desired}
+        groups = node_group_types(pool.instance_types)
+        assert [t for _, types in groups for t in types] == sorted(pool.instance_types, key=pool.instance_types.index)
+        for i, (gpus, types) in enumerate(groups):
+            name = f"gpu-{pool.name}-ng" if i == 0 else f"gpu-{pool.name}-{gpus}gpu-ng"
+            ng = _one(plan, "aws:eks/nodeGroup:NodeGroup", name)
+            assert ng.inputs["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+            assert ng.inputs["labels"]["privend.io/pool"] == pool.name
+            assert ng.inputs["labels"]["privend.io/gpu-model"] == pool.gpu_model
+            assert ng.inputs["amiType"] == "AL2023_x86_64_NVIDIA"
+            # One GPU count per node group: the autoscaler's template node is every node of the group.
+            assert ng.inputs["instanceTypes"] == types
+            assert {gpu_catalog().get(t).gpus for t in types} == {gpus}
+            assert ng.inputs["capacityType"] == ("SPOT" if pool.capacity_type == "spot" else "ON_DEMAND")
+            # The pool's floor lives in its first group; the others start from zero; each may reach maxSize.
+            floor, desired = (pool.min_size, pool.desired) if i == 0 else (0, 0)
+            assert ng.inputs["scalingConfig"] == {"minSize": floor, "maxSize": pool.max_size, "desiredSize": desired}
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -125,10 +136,15 @@ def test_gpu_pools_can_scale_from_zero_through_autoscaler_template_tags(platform
         f"{CA_TEMPLATE}/taint/nvidia.com/gpu": "present:NoSchedule",
         f"{CA_TEMPLATE}/resources/nvidia.com/gpu": "8",
     }
-    # Mixed pools advertise the smallest node, so scale-up never promises GPUs a node lacks.
-    l40s = {r.inputs["tag"]["key"]: r.inputs["tag"]["value"] for r in plan.by_type("aws:autoscaling/tag:Tag")
-            if r.parent and r.parent.endswith("::gpu-l40s")}
-    assert l40s[f"{CA_TEMPLATE}/resources/nvidia.com/gpu"] == "4"
+    # l40s mixes 4- and 8-GPU types: each node group's Auto Scaling group advertises its own count.
+    gpus_tag = f"{CA_TEMPLATE}/resources/nvidia.com/gpu"
+    l40s = sorted(r.inputs["tag"]["value"] for r in plan.by_type("aws:autoscaling/tag:Tag")
+                  if r.parent and r.parent.endswith("::gpu-l40s") and r.inputs["tag"]["key"] == gpus_tag)
+    assert l40s == ["4", "8"]
+    by_group = {r.name.rsplit("-ca-", 1)[0]: r.inputs["autoscalingGroupName"] for r in plan.by_type("aws:autoscaling/tag:Tag")
+                if r.parent and r.parent.endswith("::gpu-l40s") and r.inputs["tag"]["key"] == gpus_tag}
+    assert set(by_group) == {"gpu-l40s", "gpu-l40s-8gpu"}
+    assert by_group["gpu-l40s"] != by_group["gpu-l40s-8gpu"]  # each its own Auto Scaling group
 
 
 def test_cluster_encrypts_secrets_logs_control_plane_and_keeps_prod_api_private(platform_plan):
@@ -287,3 +303,22 @@ def test_registry_table_has_the_key_schema_the_dynamodb_backend_uses(platform_pl
     assert sorted((a["name"], a["type"]) for a in table.inputs["attributes"]) == sorted(
         (a["AttributeName"], a["AttributeType"]) for a in schema["AttributeDefinitions"])
     assert table.inputs["billingMode"] == schema["BillingMode"]
+
+
+def test_the_autoscaler_prefers_the_cheapest_gpu_node_group_that_fits(platform_plan):
+    plan = platform_plan("dev")
+    (release,) = [r for r in plan.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "cluster-autoscaler"]
+    values = release.inputs["values"]
+    assert values["extraArgs"]["expander"] == "priority,least-waste"
+    # dev's l4 pool: g6.xlarge at $0.8048 per GPU-hour outranks g6.12xlarge at $1.1504; a 4-GPU replica,
+    # which fits only the second group, still gets it. Other groups (dedicated tenants') rank last.
+    assert values["expanderPriorities"] == {
+        "1": [".*"],
+        "20": [r"^eks-privend\-dev\-l4\-4gpu-[0-9a-f]{8}(-.*)?$"],
+        "30": [r"^eks-privend\-dev\-l4-[0-9a-f]{8}(-.*)?$"],
+    }
+    # The patterns tell the two groups' Auto Scaling groups apart (EKS appends a UUID to the name).
+    one, four = values["expanderPriorities"]["30"][0], values["expanderPriorities"]["20"][0]
+    asg_one, asg_four = "eks-privend-dev-l4-46c8e1f0-3a1b-4d52-9e8f-0123456789ab", "eks-privend-dev-l4-4gpu-9ac8e1f0-3a1b"
+    assert re.match(one, asg_one) and not re.match(one, asg_four)
+    assert re.match(four, asg_four) and not re.match(four, asg_one)
