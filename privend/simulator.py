@@ -777,13 +777,14 @@ class _Run:
         ready_at = r.ready_at = (now if now > node.ready_at else node.ready_at) + start
         t = r.placed_step = self.step_index
         r.type_index = node.type_index
-        self.placed_delta[i, t] += 1
+        self.placed_changes.append(i * self.columns + t)
         self.wait_endpoint.append(i)
         self.wait_seconds.append(ready_at - r.wanted_at)
         self.wait_for_node.append(waited_for_node)
         if ready_at <= now:
             self._serve(r)
         else:
+            self.start[i].append(r)
             heapq.heappush(self.replica_heap, (ready_at, r.serial, r))
         return True
 
@@ -794,7 +795,8 @@ class _Run:
 
     def _serve(self, r: _Replica) -> None:
         r.serving = True
-        self.serving_delta[r.endpoint, self.step_index] += 1
+        self.serve[r.endpoint].append(r)
+        self.serving_changes.append(r.endpoint * self.columns + self.step_index)
 
     def _unplace(self, r: _Replica, now: float) -> None:
         r.alive = False
@@ -807,15 +809,24 @@ class _Run:
         if self.audit is not None:
             self._audit(i, node, self.group_of[i], -size, now)
         self.held_steps[i][r.type_index] += size * (self.step_index - r.placed_step)
-        self.placed_delta[i, self.step_index] -= 1
+        self.placed_changes.append(-(i * self.columns + self.step_index) - 1)
         if r.serving:
-            self.serving_delta[i, self.step_index] -= 1
+            self.serving_changes.append(-(i * self.columns + self.step_index) - 1)
 
-    def _scale_down(self, reps: list[_Replica], count: int, now: float) -> None:
+    def _scale_down(self, i: int, count: int, now: float) -> None:
+        """Remove `count` replicas: pending ones first, then the starting one ready last, then a serving one
+        on the least used node (the lowest node id among equals)."""
+        pend, start, serve = self.pend[i], self.start[i], self.serve[i]
         for _ in range(count):
-            victim = _victim(reps)
-            reps.remove(victim)
-            self._unplace(victim, now)
+            if pend:
+                r = pend.pop(0)
+            elif start:
+                r = max(start, key=_ready_at)
+                start.remove(r)
+            else:
+                r = _least_used(serve)
+                serve.remove(r)
+            self._unplace(r, now)
 
     def run(self) -> _Run:
         traffic, step = self.traffic, self.traffic.step_seconds
@@ -832,9 +843,14 @@ class _Run:
         self.start_cached = [self.cold.replica_start_seconds(e.weight_bytes, True) for e in self.endpoints]
         self.held_steps = [[0] * len(self.types) for _ in range(n)]
         # Changes per endpoint and step; their cumulative sums are the placed and serving replicas.
-        self.placed_delta = np.zeros((n, steps + 1), dtype=np.int32)
-        self.serving_delta = np.zeros((n, steps + 1), dtype=np.int32)
-        reps: list[list[_Replica]] = [[] for _ in range(n)]
+        # As flat cells i * columns + t of an (endpoint, step) matrix: +1 as the cell, -1 as -cell - 1.
+        self.columns = steps + 1
+        self.placed_changes = array("q")
+        self.serving_changes = array("q")
+        # Each endpoint's replicas: pending (no node), starting, serving.
+        self.pend: list[list[_Replica]] = [[] for _ in range(n)]
+        self.start: list[list[_Replica]] = [[] for _ in range(n)]
+        self.serve: list[list[_Replica]] = [[] for _ in range(n)]
         pending: list[_Replica] = []
         headroom_pools = [name for name in self.pools if self.headroom[name]]
         headroom_steps = dict.fromkeys(self.pools, 0)
@@ -852,19 +868,19 @@ class _Run:
             first = int(desired[i, 0]) if steps else 0
             for _ in range(first):
                 r = _Replica(i, 0.0, 0)
-                reps[i].append(r)
                 node = self._best_fit(group, size)
                 if node is None:
                     node = self._launch(group, size, size * first, 0.0, ready=True)
                     if node is None:
                         pending.append(r)
+                        self.pend[i].append(r)
                         continue
                 self._take(group, node, size, 0.0)
                 if self.audit is not None:
                     self._audit(i, node, group, size, 0.0)
                 node.images.add(self.engine[i])
                 r.node, r.ready_at, r.type_index = node, 0.0, node.type_index
-                self.placed_delta[i, 0] += 1
+                self.placed_changes.append(i * self.columns)
                 self._serve(r)
         for name in headroom_pools:
             self._keep_headroom(name, 0.0)
@@ -890,6 +906,7 @@ class _Run:
             while replica_heap and replica_heap[0][0] <= now:
                 r = heapq.heappop(replica_heap)[2]
                 if r.alive and not r.serving:
+                    self.start[r.endpoint].remove(r)
                     self._serve(r)
             for k in range(bounds[t], bounds[t + 1]):
                 i, want = change_i_list[k], change_want[k]
@@ -899,15 +916,22 @@ class _Run:
                     for _ in range(want - have):
                         serial += 1
                         r = _Replica(i, now, serial)
-                        reps[i].append(r)
                         if not self._place(r, now, expected):
                             pending.append(r)
+                            self.pend[i].append(r)
                 else:
-                    self._scale_down(reps[i], have - want, now)
+                    self._scale_down(i, have - want, now)
                 current[i] = want
             if pending:
                 # Replicas pending since the pool was at maxSize retry.
-                pending = [r for r in pending if r.alive and r.node is None and not self._place(r, now, gpus[r.endpoint])]
+                still = []
+                for r in pending:
+                    if r.alive and r.node is None:
+                        if self._place(r, now, gpus[r.endpoint]):
+                            self.pend[r.endpoint].remove(r)
+                        else:
+                            still.append(r)
+                pending = still
             if self.blocked_groups or (self.unneeded_heap and self.unneeded_heap[0][0] <= now):
                 self._scale_down_nodes(now)
             for name in headroom_pools:
@@ -923,13 +947,13 @@ class _Run:
         for node in self.nodes.values():
             pool = self._group_of_node[node.id].pool
             self.node_steps[self.pool_row[pool]][node.type_index] += steps - node.launched_step
-        for i, rs in enumerate(reps):
-            for r in rs:
+        for i in range(n):
+            for r in self.start[i] + self.serve[i]:
                 if r.node is not None:
                     self.held_steps[i][r.type_index] += gpus[i] * (steps - r.placed_step)
-        placed = np.cumsum(self.placed_delta[:, :steps], axis=1, dtype=np.int32)
-        serving = np.cumsum(self.serving_delta[:, :steps], axis=1, dtype=np.int32)
-        del self.placed_delta, self.serving_delta
+        placed = _cumulative(self.placed_changes, n, self.columns)[:, :steps]
+        serving = _cumulative(self.serving_changes, n, self.columns)[:, :steps]
+        del self.placed_changes, self.serving_changes
         self._finish(work, placed, serving, headroom_steps)
         return self
 
@@ -1041,24 +1065,30 @@ def _lower_bound(need: np.ndarray, gpus: np.ndarray, types: Sequence[GpuInstance
     return total
 
 
-def _victim(reps: list[_Replica]) -> _Replica:
-    """Whom a scale-down removes: a pending replica, else the starting one ready last, else a serving one on
-    the least used node (the lowest node id among equals)."""
-    starting: _Replica | None = None
-    serving: _Replica | None = None
-    for r in reps:
-        node = r.node
-        if node is None:
-            return r
-        if not r.serving:
-            if starting is None or r.ready_at > starting.ready_at:
-                starting = r
-        elif starting is None and (serving is None or node.used < serving.node.used  # type: ignore[union-attr]
-                                   or (node.used == serving.node.used and node.id < serving.node.id)):  # type: ignore[union-attr]
-            serving = r
-    victim = starting or serving
-    assert victim is not None
-    return victim
+def _ready_at(r: _Replica) -> float:
+    return r.ready_at
+
+
+def _cumulative(changes: array, rows: int, columns: int) -> np.ndarray:
+    """The running sum along each row of the +1/-1 changes recorded as flat cells (see `_Run.run`)."""
+    cells = np.frombuffer(changes, dtype=np.int64) if len(changes) else np.zeros(0, dtype=np.int64)
+    up, down = cells[cells >= 0], -cells[cells < 0] - 1
+    delta = (np.bincount(up, minlength=rows * columns) - np.bincount(down, minlength=rows * columns))
+    return np.cumsum(delta.reshape(rows, columns).astype(np.int32), axis=1, dtype=np.int32)
+
+
+def _least_used(serving: list[_Replica]) -> _Replica:
+    """The replica on the least used node, the lowest node id among equals (the first such replica)."""
+    best = serving[0]
+    node = best.node
+    assert node is not None
+    used, ident = node.used, node.id
+    for r in serving:
+        other = r.node
+        u = other.used  # type: ignore[union-attr]  # serving replicas are on nodes
+        if u < used or (u == used and other.id < ident):  # type: ignore[union-attr]
+            best, used, ident = r, u, other.id  # type: ignore[union-attr]
+    return best
 
 
 def _grouped(keys: np.ndarray, groups: int, seconds: np.ndarray, for_node: np.ndarray) -> list[Waits]:
