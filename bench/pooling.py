@@ -1,6 +1,6 @@
 """Pooling that pays: seeded fleets through the simulator, pooled against both baselines and the lower bound.
 
-    python bench/pooling.py [--seed N] [--sizes 100,1000] [--days 7] [--target 99]
+    python bench/pooling.py [--seed N] [--sizes 100,1000] [--days 7] [--target 99] [--headroom l4=48/2,...]
 
 Fleet mix (fixed here, not tuned to a result): 70 % 7-9B models on L4 or L40S, 25 % 14-32B on L40S,
 5 % 70B on H100; each endpoint's peak (the weekday peak hour's mean load, before minute bursts) log-uniform
@@ -124,24 +124,37 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--target", type=float, default=99.0, help="scale-ups without waiting for a node, %%")
+    parser.add_argument("--headroom", help="POOL=GPUS/POD_GPUS,...: use this headroom instead of searching (one size)")
     args = parser.parse_args()
+    given = None
+    if args.headroom:
+        given = {}
+        for item in args.headroom.split(","):
+            pool, _, value = item.partition("=")
+            gpus, _, pod = value.partition("/")
+            given[pool] = (int(gpus), int(pod or 1))
     print(f"seed {args.seed}, {args.days} days at 60 s steps, prices read {gpu_catalog().prices_read_on}, "
           f"on-demand on every side")
     for size in [int(s) for s in args.sizes.split(",")]:
         endpoints, profiles = fleet(size, args.seed)
         traffic = synthetic(profiles, args.seed, MONDAY, MONDAY + timedelta(days=args.days), 60)
-        began = time.perf_counter()
-        choices = choose_headroom(endpoints, POOLS, traffic, args.target)
-        search = time.perf_counter() - began
-        print(f"\n{size} endpoints: warm headroom per pool for {args.target:g} % ready scale-ups "
-              f"(search {search:.0f} s, {sum(len(c.trials) for c in choices.values())} pool runs)")
-        for c in choices.values():
-            print(f"  {c.pool:5} {c.gpus:4} GPUs in {c.gpus // c.pod_gpus} pods of {c.pod_gpus}: "
-                  f"{c.chosen.ready_percent:.2f} % of {c.chosen.scale_ups} scale-ups ready "
-                  f"({c.without.ready_percent:.2f} % without), pool cost +${c.extra_cost:,.2f} for it"
-                  + ("" if c.met else "  TARGET NOT REACHED"))
-        headroom = {name: c.gpus for name, c in choices.items()}
-        pod_gpus = {name: c.pod_gpus for name, c in choices.items()}
+        if given is not None:
+            headroom = {name: given.get(name, (0, 1))[0] for name in POOLS}
+            pod_gpus = {name: given.get(name, (0, 1))[1] for name in POOLS}
+            print(f"\n{size} endpoints: warm headroom as given, {args.headroom}")
+        else:
+            began = time.perf_counter()
+            choices = choose_headroom(endpoints, POOLS, traffic, args.target)
+            search = time.perf_counter() - began
+            print(f"\n{size} endpoints: warm headroom per pool for {args.target:g} % ready scale-ups "
+                  f"(search {search:.0f} s, {sum(len(c.trials) for c in choices.values())} pool runs)")
+            for c in choices.values():
+                print(f"  {c.pool:5} {c.gpus:4} GPUs in {c.gpus // c.pod_gpus} pods of {c.pod_gpus}: "
+                      f"{c.chosen.ready_percent:.2f} % of {c.chosen.scale_ups} scale-ups ready "
+                      f"({c.without.ready_percent:.2f} % without), pool cost +${c.extra_cost:,.2f} for it"
+                      + ("" if c.met else "  TARGET NOT REACHED"))
+            headroom = {name: c.gpus for name, c in choices.items()}
+            pod_gpus = {name: c.pod_gpus for name, c in choices.items()}
         result, seconds, rss = timed(size, args.seed, args.days, headroom, pod_gpus)
         pooled, at_peak = result.pooled_cost, result.dedicated_at_peak_cost
         auto, bound = result.dedicated_autoscaled_cost, result.lower_bound_cost

@@ -22,7 +22,8 @@ Placement. A new replica goes onto a node of its group (a pool's shared nodes,
 or a dedicated tenant's own nodes) under the planner's rules: whole GPUs, all
 on one node, best fit (the node with the least free GPUs that holds it), ready
 nodes before booting ones. Running replicas never move. A scale-down removes
-replicas not yet serving first, then the one on the least used node.
+replicas not yet serving first, then the one on the least used node (among equals, the
+one serving longest).
 
 Cluster Autoscaler. A replica that fits nowhere makes the autoscaler launch a
 node (within the pool's maxSize) of the type with the lowest price per GPU it
@@ -72,6 +73,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from operator import attrgetter
 
 import numpy as np
 
@@ -815,7 +817,7 @@ class _Run:
 
     def _scale_down(self, i: int, count: int, now: float) -> None:
         """Remove `count` replicas: pending ones first, then the starting one ready last, then a serving one
-        on the least used node (the lowest node id among equals)."""
+        on the least used node (among equals, the one serving longest)."""
         pend, start, serve = self.pend[i], self.start[i], self.serve[i]
         for _ in range(count):
             if pend:
@@ -824,7 +826,7 @@ class _Run:
                 r = max(start, key=_ready_at)
                 start.remove(r)
             else:
-                r = _least_used(serve)
+                r = min(serve, key=_NODE_USED)  # the first of equals: the one serving longest
                 serve.remove(r)
             self._unplace(r, now)
 
@@ -1065,6 +1067,9 @@ def _lower_bound(need: np.ndarray, gpus: np.ndarray, types: Sequence[GpuInstance
     return total
 
 
+_NODE_USED = attrgetter("node.used")
+
+
 def _ready_at(r: _Replica) -> float:
     return r.ready_at
 
@@ -1075,20 +1080,6 @@ def _cumulative(changes: array, rows: int, columns: int) -> np.ndarray:
     up, down = cells[cells >= 0], -cells[cells < 0] - 1
     delta = (np.bincount(up, minlength=rows * columns) - np.bincount(down, minlength=rows * columns))
     return np.cumsum(delta.reshape(rows, columns).astype(np.int32), axis=1, dtype=np.int32)
-
-
-def _least_used(serving: list[_Replica]) -> _Replica:
-    """The replica on the least used node, the lowest node id among equals (the first such replica)."""
-    best = serving[0]
-    node = best.node
-    assert node is not None
-    used, ident = node.used, node.id
-    for r in serving:
-        other = r.node
-        u = other.used  # type: ignore[union-attr]  # serving replicas are on nodes
-        if u < used or (u == used and other.id < ident):  # type: ignore[union-attr]
-            best, used, ident = r, u, other.id  # type: ignore[union-attr]
-    return best
 
 
 def _grouped(keys: np.ndarray, groups: int, seconds: np.ndarray, for_node: np.ndarray) -> list[Waits]:
