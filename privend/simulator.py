@@ -68,6 +68,8 @@ from __future__ import annotations
 
 import heapq
 import math
+import multiprocessing
+import os
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -84,6 +86,8 @@ from privend.errors import InputError
 from privend.traffic import Traffic
 
 CENT = Decimal("0.01")
+# From this many endpoints on, `simulate` runs its two fleets (pooled, dedicated autoscaled) in two processes.
+PARALLEL_FROM_ENDPOINTS = 200
 
 
 @dataclass(frozen=True)
@@ -379,10 +383,12 @@ def _sliding_max(values: np.ndarray, window: int) -> np.ndarray:
 def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
              headroom: Mapping[str, int] | None = None, *, headroom_pod_gpus: Mapping[str, int] | None = None,
              cold_start: ColdStartModel | None = None, catalog: GpuCatalog | None = None,
-             audit: Callable[[Placement], None] | None = None) -> SimulationResult:
+             audit: Callable[[Placement], None] | None = None, workers: int | None = None) -> SimulationResult:
     """Pooled run, both baselines and the lower bound over `traffic`'s window.
 
-    `audit`, if given, sees every replica of the pooled run arrive on and leave its node.
+    `audit`, if given, sees every replica of the pooled run arrive on and leave its node. With
+    `workers` 2 the dedicated-autoscaled baseline runs in a second process beside the pooled run
+    (default: from PARALLEL_FROM_ENDPOINTS endpoints on, where the machine has two cores).
     """
     catalog = catalog or gpu_catalog()
     cold_start = cold_start or ColdStartModel()
@@ -401,9 +407,30 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
         if name in pools and n % pod_gpus[name]:
             raise InputError(f"pool {name!r}: warm headroom of {n} GPUs is not a whole number of "
                              f"{pod_gpus[name]}-GPU placeholders")
-    pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog, pod_gpus=pod_gpus, audit=audit).run()
     dedicated_endpoints, dedicated_pools = _dedicated_fleet(endpoints, pools, catalog)
-    autoscaled = _Run(dedicated_endpoints, dedicated_pools, traffic, {}, cold_start, catalog, bounds=False).run()
+    baseline_args = (dedicated_endpoints, dedicated_pools, traffic, cold_start, catalog)
+    if workers is None:
+        workers = 2 if len(endpoints) >= PARALLEL_FROM_ENDPOINTS and (os.cpu_count() or 1) >= 2 else 1
+    if workers > 1:
+        # The dedicated-autoscaled baseline in a forked process (it inherits the inputs, nothing is
+        # copied up front), while this one runs the pooled fleet; only its costs and waits come back.
+        context = multiprocessing.get_context("fork")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_baseline_in_child, args=(send, *baseline_args), daemon=True)
+        child.start()
+        send.close()
+        try:
+            pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog, pod_gpus=pod_gpus,
+                          audit=audit).run()
+            outcome = receive.recv()
+        finally:
+            child.join()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        baseline_cost, baseline_waits = outcome
+    else:
+        pooled = _Run(endpoints, pools, traffic, headroom, cold_start, catalog, pod_gpus=pod_gpus, audit=audit).run()
+        baseline_cost, baseline_waits = _autoscaled_baseline(*baseline_args)
     hours = Decimal(traffic.steps * traffic.step_seconds) / 3600
     results = []
     for e in endpoints:
@@ -421,12 +448,12 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
             cold_start_waits=pooled.waits[e.name],
             work_replica_hours=stats["work_seconds"] / 3600, unserved_replica_hours=stats["unserved_seconds"] / 3600,
             dedicated_at_peak_cost=at_peak,
-            dedicated_autoscaled_cost=autoscaled.pool_cost[_dedicated_pool_name(e)].quantize(CENT),
+            dedicated_autoscaled_cost=baseline_cost[_dedicated_pool_name(e)].quantize(CENT),
         ))
     pool_results = tuple(pooled.pool_result(name) for name in pools)
     return SimulationResult(traffic.start.isoformat(), traffic.end.isoformat(), traffic.step_seconds,
                             catalog.prices_read_on, tuple(results), pool_results, pooled.all_waits,
-                            autoscaled.all_waits)
+                            baseline_waits)
 
 
 @dataclass(frozen=True)
@@ -533,6 +560,22 @@ def _choose_pool_headroom(name: str, pool: PoolSpec, members: list[SimEndpoint],
     else:
         chosen = max(trials.values(), key=lambda t: (t.ready_percent, -t.gpus)).gpus
     return HeadroomChoice(name, chosen, k, target_percent, met, tuple(trials[n] for n in sorted(trials)))
+
+
+def _autoscaled_baseline(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], traffic: Traffic,
+                         cold_start: ColdStartModel, catalog: GpuCatalog) -> tuple[dict[str, Decimal], Waits]:
+    """"Dedicated autoscaled": each endpoint on instances of its own, every scale-up waiting for one."""
+    run = _Run(endpoints, pools, traffic, {}, cold_start, catalog, bounds=False).run()
+    return run.pool_cost, run.all_waits
+
+
+def _baseline_in_child(send, *args) -> None:  # type: ignore[no-untyped-def]
+    try:
+        send.send(_autoscaled_baseline(*args))
+    except BaseException as error:  # handed to the parent, which raises it
+        send.send(error)
+    finally:
+        send.close()
 
 
 def _dedicated_pool_name(e: SimEndpoint) -> str:

@@ -253,3 +253,13 @@ def test_more_traffic_can_pack_better_when_replicas_of_two_sizes_arrive_in_anoth
         return simulate(eps, {"l4": MIXED}, work).pooled_cost
 
     assert pooled(2.0) < pooled(1.0)
+
+
+def test_the_baseline_in_a_second_process_gives_the_same_result():
+    eps = [endpoint("a", "t1", min_replicas=0, max_replicas=4), endpoint("b", "t2", max_replicas=3, gpus=2),
+           endpoint("c", "t3", tier="dedicated")]
+    t = traffic(a=[0.0, 2.5, 3.0, 0.4] * 10, b=[1.0, 2.0] * 20, c=[0.5] * 40)
+    one = simulate(eps, {"l4": MIXED}, t, {"l4": 2}, workers=1)
+    two = simulate(eps, {"l4": MIXED}, t, {"l4": 2}, workers=2)
+    assert two.to_dict() == one.to_dict()
+    assert one.dedicated_autoscaled_cost > 0
