@@ -373,13 +373,17 @@ def estimate_costs(
     availability_zones: int = DEFAULT_AVAILABILITY_ZONES,
     nlcu_per_hour: Decimal = DEFAULT_NLCU_PER_HOUR,
     warm_headroom: Mapping[str, int] | None = None,
+    headroom_pod_gpus: Mapping[str, int] | None = None,
 ) -> CostEstimate:
     """Estimate the monthly cost of every endpoint of `plan` and of each pool, with the baseline.
 
-    `warm_headroom` is the GPUs each pool keeps free on its shared nodes (missing pools: none).
+    `warm_headroom` is the GPUs each pool keeps free on its shared nodes (missing pools: none), held
+    by placeholder pods of `headroom_pod_gpus` GPUs each (default 1): a placeholder needs that many
+    free GPUs on one node.
     """
     catalog = catalog or gpu_catalog()
     warm_headroom = warm_headroom or {}
+    headroom_pod_gpus = headroom_pod_gpus or {}
     nlb_monthly = _cents((NLB_HOURLY + NLB_NLCU_HOURLY * nlcu_per_hour) * HOURS_PER_MONTH)
     privatelink_monthly = _cents(INTERFACE_ENDPOINT_HOURLY_PER_AZ * availability_zones * HOURS_PER_MONTH)
 
@@ -390,7 +394,8 @@ def estimate_costs(
         headroom = warm_headroom.get(pool_plan.pool.name, 0)
         scales = {}
         for scale in SCALES:
-            scales[scale], shares = _pool_at(pool_plan, scale, headroom, catalog)
+            scales[scale], shares = _pool_at(pool_plan, scale, headroom,
+                                             headroom_pod_gpus.get(pool_plan.pool.name, 1), catalog)
             attributed[scale].update(shares)
         pools.append(PoolCost(pool_plan.pool.name, pool_plan.pool.capacity_type, headroom,
                               scales["min"], scales["max"]))
@@ -460,14 +465,14 @@ class _Attributed:
     own_nodes_idle: Decimal
 
 
-def _pool_at(pool_plan: PoolPlan, scale: Scale, headroom_gpus: int,
+def _pool_at(pool_plan: PoolPlan, scale: Scale, headroom_gpus: int, pod_gpus: int,
              catalog: GpuCatalog) -> tuple[PoolScaleCost, dict[str, _Attributed]]:
     """The pool's on-demand cost at one scale, and what each endpoint is attributed of it."""
     spec, placed = pool_plan.pool, pool_plan.scale(scale)
     held: dict[str, Fraction] = defaultdict(Fraction)  # hourly, exact
     own_idle: dict[str, Fraction] = defaultdict(Fraction)  # by dedicated tenant
     own_gpus: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # tenant -> endpoint -> GPUs
-    shared_idle, shared_free = Fraction(0), 0
+    shared_idle, shared_slots = Fraction(0), 0  # placeholders of pod_gpus the shared nodes have room for
     for node in placed.nodes:
         per_gpu = Fraction(node.on_demand_hourly) / node.gpus
         for replica in node.replicas:
@@ -478,7 +483,7 @@ def _pool_at(pool_plan: PoolPlan, scale: Scale, headroom_gpus: int,
             own_idle[node.dedicated_tenant] += per_gpu * node.free_gpus
         else:
             shared_idle += per_gpu * node.free_gpus
-            shared_free += node.free_gpus
+            shared_slots += node.free_gpus // pod_gpus
 
     idle_share: dict[str, Fraction] = defaultdict(Fraction)
     for tenant, amount in own_idle.items():
@@ -489,8 +494,9 @@ def _pool_at(pool_plan: PoolPlan, scale: Scale, headroom_gpus: int,
     floor_type = catalog.get(spec.instance_types[0])
     floor_nodes = max(0, spec.min_size - placed.node_count)
     floor_hourly = floor_type.on_demand_hourly * floor_nodes
-    shortfall = max(0, headroom_gpus - shared_free - floor_nodes * floor_type.gpus)
-    headroom_nodes = _cheapest_cover([catalog.get(name) for name in spec.instance_types], shortfall)
+    # Free GPUs count towards the headroom first (on shared and floor nodes), in whole placeholders.
+    shortfall = max(0, headroom_gpus // pod_gpus - shared_slots - floor_nodes * (floor_type.gpus // pod_gpus))
+    headroom_nodes = _cheapest_cover([catalog.get(name) for name in spec.instance_types], shortfall, pod_gpus)
     headroom_hourly = sum((catalog.get(name).on_demand_hourly * count for name, count in headroom_nodes.items()),
                           Decimal(0))
 
@@ -512,18 +518,20 @@ def _pool_at(pool_plan: PoolPlan, scale: Scale, headroom_gpus: int,
     return cost, shares
 
 
-def _cheapest_cover(types: list[GpuInstanceType], gpus: int) -> dict[str, int]:
-    """The cheapest multiset of `types` with at least `gpus` GPUs in all (then fewest nodes): type -> count."""
-    if gpus <= 0:
+def _cheapest_cover(types: list[GpuInstanceType], units: int, unit_gpus: int = 1) -> dict[str, int]:
+    """The cheapest multiset of `types` with room for `units` placeholders of `unit_gpus` GPUs each, a
+    placeholder on one node (then fewest nodes): type -> count."""
+    if units <= 0:
         return {}
-    # best[g]: (price, nodes, counts) of the cheapest set with at least g GPUs (unbounded covering knapsack).
+    room = [(t, t.gpus // unit_gpus) for t in types if t.gpus >= unit_gpus]
+    # best[u]: (price, nodes, counts) of the cheapest set with room for u (unbounded covering knapsack).
     best: list[tuple[Decimal, int, tuple[str, ...]]] = [(Decimal(0), 0, ())]
-    for g in range(1, gpus + 1):
-        best.append(min(((best[max(0, g - t.gpus)][0] + t.on_demand_hourly, best[max(0, g - t.gpus)][1] + 1,
-                          tuple(sorted(best[max(0, g - t.gpus)][2] + (t.name,)))) for t in types),
+    for u in range(1, units + 1):
+        best.append(min(((best[max(0, u - r)][0] + t.on_demand_hourly, best[max(0, u - r)][1] + 1,
+                          tuple(sorted(best[max(0, u - r)][2] + (t.name,)))) for t, r in room),
                         key=lambda option: (option[0], option[1], option[2])))
     counts: dict[str, int] = defaultdict(int)
-    for name in best[gpus][2]:
+    for name in best[units][2]:
         counts[name] += 1
     return dict(sorted(counts.items()))
 

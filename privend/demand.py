@@ -87,7 +87,8 @@ def plan_for(endpoints: Iterable[Endpoint], cfg: EnvironmentConfig, extra: Endpo
 def estimate_for(plan: CapacityPlan, cfg: EnvironmentConfig) -> CostEstimate:
     """The monthly cost estimate of a plan: PrivateLink in the environment's AZ count, the pools' warm headroom."""
     return estimate_costs(plan, availability_zones=cfg.az_count,
-                          warm_headroom={pool.name: pool.warm_headroom_gpus for pool in cfg.gpu_pools})
+                          warm_headroom={pool.name: pool.warm_headroom_gpus for pool in cfg.gpu_pools},
+                          headroom_pod_gpus={pool.name: pool.warm_headroom_pod_gpus for pool in cfg.gpu_pools})
 
 
 @dataclass(frozen=True)

@@ -188,10 +188,13 @@ def test_capacity_plan_prod_h100_endpoint_pays_its_gpus_and_the_idle_half_node_i
     # The idle half of the node, at min and at max, is the platform's.
     assert costs["h100"]["platform_overhead"]["idle_gpus_monthly"] == "20089.60"
     assert costs["h100"]["at_max"]["platform_overhead"]["idle_gpus_monthly"] == "20089.60"
-    # prod's l40s keeps two floor nodes (2 x 10.49264 x 730 = 15319.25) and no endpoint carries them.
+    # prod's l40s keeps two floor nodes of its first type (2 x g6e.xlarge: 2 x 1.861 x 730 = 2717.06) and
+    # warm headroom of two 2-GPU placeholders, which 1-GPU floor nodes cannot hold: one g6e.12xlarge is
+    # bought (10.49264 x 730 = 7659.63). No endpoint carries either.
     l40s = costs["l40s"]
-    assert l40s["unattributed_monthly"] == l40s["monthly"] == l40s["platform_overhead"]["floor_nodes_monthly"]
-    assert l40s["monthly"] == "15319.25"
+    overhead = l40s["platform_overhead"]
+    assert (overhead["floor_nodes_monthly"], overhead["warm_headroom_monthly"]) == ("2717.06", "7659.63")
+    assert l40s["unattributed_monthly"] == l40s["monthly"] == "10376.69"
 
 
 def test_capacity_plan_prod_70b_endpoint_does_not_carry_the_pools_floor_nodes():
@@ -201,14 +204,17 @@ def test_capacity_plan_prod_70b_endpoint_does_not_carry_the_pools_floor_nodes():
     data = json.loads(ok("capacity", "plan", "--env", "prod", "--format", "json").stdout)
     large = next(e for e in data["cost"]["endpoints"] if e["endpoint"] == "large")
     # Its 4-GPU replica fills a g6e.12xlarge: 10.49264 x 730 = 7659.6272 -> 7659.63. The second node
-    # minSize 2 keeps is the platform's, not large's. Dedicated at peak: 3 x g6e.12xlarge = 22978.88.
+    # minSize 2 keeps (a g6e.xlarge, the pool's first type: 1.861 x 730 = 1358.53) is the platform's, not
+    # large's; so is the warm headroom (two 2-GPU placeholders: a g6e.12xlarge, 7659.63). Dedicated at
+    # peak: 3 x g6e.12xlarge = 22978.88.
     assert (large["gpus_at_min"], large["instance_types"]) == (4, {"g6e.12xlarge": 1})
     assert (large["compute_monthly"], large["total_monthly"]) == ("7659.63", "7702.33")
     assert (large["baseline"]["instances"], large["baseline"]["total_monthly"]) == (3, "23021.58")
     assert Decimal(large["total_monthly"]) < Decimal(large["baseline"]["total_monthly"])
     l40s = next(p for p in data["cost"]["pools"] if p["pool"] == "l40s")
-    assert (l40s["floor_nodes"], l40s["platform_overhead"]["floor_nodes_monthly"]) == (1, "7659.63")
-    assert l40s["monthly"] == "15319.26"  # 7659.63 attributed + 7659.63 floor
+    assert (l40s["floor_nodes"], l40s["platform_overhead"]["floor_nodes_monthly"]) == (1, "1358.53")
+    assert l40s["platform_overhead"]["warm_headroom_monthly"] == "7659.63"
+    assert l40s["monthly"] == "16677.79"  # 7659.63 attributed + 1358.53 floor + 7659.63 headroom
 
 
 def test_capacity_plan_buys_the_warm_headroom_of_the_stack_file_as_platform_overhead(stacks):
@@ -420,25 +426,26 @@ def test_quota_check_prod_json_counts_each_pool_on_its_own_quota_and_passes_when
     clients, stubber, _ = aws
     usage(clients.cloudwatch, "G/OnDemand", 96)
     applied(stubber, P_ON_DEMAND, 768.0)  # quota codes are checked in code order
-    applied(stubber, G_ON_DEMAND, 2976.0)
+    applied(stubber, G_ON_DEMAND, 3024.0)
     data = json.loads(ok("quota", "check", "--env", "prod", "--format", "json").stdout)
     assert data["ok"] is True
     assert data["requests"] == []
     verdicts = {v["quota_code"]: v for v in data["verdicts"]}
-    # l40s, a node group per GPU count, each up to maxSize 12: 12 x g6e.12xlarge (48 vCPUs) and
-    # 12 x g6e.48xlarge (192 vCPUs); h100: 4 x p5.48xlarge (192 vCPUs). 2,880 + 96 in use = the quota.
-    assert (verdicts[G_ON_DEMAND]["vcpus_needed"], verdicts[G_ON_DEMAND]["usage"]) == (2880, 96)
+    # l40s, a node group per GPU count, each up to maxSize 12: 12 x g6e.xlarge (4 vCPUs), 12 x g6e.12xlarge
+    # (48) and 12 x g6e.48xlarge (192); h100: 4 x p5.48xlarge (192 vCPUs). 2,928 + 96 in use = the quota.
+    assert (verdicts[G_ON_DEMAND]["vcpus_needed"], verdicts[G_ON_DEMAND]["usage"]) == (2928, 96)
     assert verdicts[P_ON_DEMAND]["vcpus_needed"] == 768
     assert {v["status"] for v in verdicts.values()} == {"ok"}
     assert [(b["pool"], b["instance_type"], b["vcpus"]) for b in data["basis"]] == [
-        ("l40s", "g6e.12xlarge", 576), ("l40s", "g6e.48xlarge", 2304), ("h100", "p5.48xlarge", 768)]
+        ("l40s", "g6e.xlarge", 48), ("l40s", "g6e.12xlarge", 576), ("l40s", "g6e.48xlarge", 2304),
+        ("h100", "p5.48xlarge", 768)]
 
 
 def test_quota_check_reports_usage_that_makes_a_quota_fall_short(aws):
     clients, stubber, _ = aws
     usage(clients.cloudwatch, "G/OnDemand", 200)
     applied(stubber, P_ON_DEMAND, 768.0)
-    applied(stubber, G_ON_DEMAND, 2976.0)
+    applied(stubber, G_ON_DEMAND, 3024.0)
     result = run("quota", "check", "--env", "prod", "--format", "json")
     assert result.exit_code == 1
     verdicts = {v["quota_code"]: v for v in json.loads(result.stdout)["verdicts"]}

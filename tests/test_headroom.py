@@ -17,7 +17,8 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 PRIORITY_CLASS = "kubernetes:scheduling.k8s.io/v1:PriorityClass"
 ENVS = ["dev", "staging", "prod"]
 # The stack files' warmHeadroomGpus, pool by pool (dev and staging's h100 set none: 0).
-STACK_HEADROOM = {"dev": {}, "staging": {"l4": 1}, "prod": {"l40s": 4, "h100": 2}}
+# Per env and pool: (placeholder pods, GPUs per pod) the stack files ask for.
+STACK_HEADROOM = {"dev": {}, "staging": {"l4": (1, 1)}, "prod": {"l40s": (2, 2), "h100": (1, 4)}}
 
 
 def _placeholders(plan) -> dict[str, dict]:
@@ -126,13 +127,14 @@ def test_plan_holds_the_priority_class_and_one_placeholder_deployment_per_warm_p
     assert "preempt" in pc.inputs["description"]
     placeholders = _placeholders(plan)
     assert {name: d.inputs["spec"]["replicas"] for name, d in placeholders.items()} == {
-        f"warm-headroom-{pool}": gpus for pool, gpus in STACK_HEADROOM[env].items()}
+        f"warm-headroom-{pool}": pods for pool, (pods, _) in STACK_HEADROOM[env].items()}
     for name, d in placeholders.items():
         pod = _pod(d)
         assert pod["priorityClassName"] == "privend-warm-headroom"
         (container,) = pod["containers"]
-        assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
-        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        pod_gpus = str(STACK_HEADROOM[env][name.removeprefix("warm-headroom-")][1])
+        assert container["resources"]["requests"]["nvidia.com/gpu"] == pod_gpus
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == pod_gpus
         assert pod["nodeSelector"] == {"privend.io/pool": name.removeprefix("warm-headroom-")}
 
 

@@ -29,8 +29,8 @@ def test_prod_plan_lists_vpc_cluster_both_gpu_node_groups_releases_and_table():
     assert len(by_type["aws:ec2/vpc:Vpc"]) == 1
     assert len(by_type["aws:eks/cluster:Cluster"]) == 1
     gpu_groups = {r["name"]: r["inputs"]["taints"] for r in by_type["aws:eks/nodeGroup:NodeGroup"] if "taints" in r["inputs"]}
-    # l40s mixes 4- and 8-GPU types: a node group for each count.
-    assert set(gpu_groups) == {"gpu-l40s-ng", "gpu-l40s-8gpu-ng", "gpu-h100-ng"}
+    # l40s mixes 1-, 4- and 8-GPU types: a node group for each count.
+    assert set(gpu_groups) == {"gpu-l40s-ng", "gpu-l40s-4gpu-ng", "gpu-l40s-8gpu-ng", "gpu-h100-ng"}
     assert all(t == [{"effect": "NO_SCHEDULE", "key": "nvidia.com/gpu", "value": "present"}] for t in gpu_groups.values())
     assert {r["inputs"]["chart"] for r in by_type["kubernetes:helm.sh/v3:Release"]} == {
         "nvidia-device-plugin", "aws-load-balancer-controller", "keda", "cluster-autoscaler"}

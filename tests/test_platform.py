@@ -136,15 +136,15 @@ def test_gpu_pools_can_scale_from_zero_through_autoscaler_template_tags(platform
         f"{CA_TEMPLATE}/taint/nvidia.com/gpu": "present:NoSchedule",
         f"{CA_TEMPLATE}/resources/nvidia.com/gpu": "8",
     }
-    # l40s mixes 4- and 8-GPU types: each node group's Auto Scaling group advertises its own count.
+    # l40s mixes 1-, 4- and 8-GPU types: each node group's Auto Scaling group advertises its own count.
     gpus_tag = f"{CA_TEMPLATE}/resources/nvidia.com/gpu"
     l40s = sorted(r.inputs["tag"]["value"] for r in plan.by_type("aws:autoscaling/tag:Tag")
                   if r.parent and r.parent.endswith("::gpu-l40s") and r.inputs["tag"]["key"] == gpus_tag)
-    assert l40s == ["4", "8"]
+    assert l40s == ["1", "4", "8"]
     by_group = {r.name.rsplit("-ca-", 1)[0]: r.inputs["autoscalingGroupName"] for r in plan.by_type("aws:autoscaling/tag:Tag")
                 if r.parent and r.parent.endswith("::gpu-l40s") and r.inputs["tag"]["key"] == gpus_tag}
-    assert set(by_group) == {"gpu-l40s", "gpu-l40s-8gpu"}
-    assert by_group["gpu-l40s"] != by_group["gpu-l40s-8gpu"]  # each its own Auto Scaling group
+    assert set(by_group) == {"gpu-l40s", "gpu-l40s-4gpu", "gpu-l40s-8gpu"}
+    assert len(set(by_group.values())) == 3  # each its own Auto Scaling group
 
 
 def test_cluster_encrypts_secrets_logs_control_plane_and_keeps_prod_api_private(platform_plan):
