@@ -26,8 +26,10 @@ replicas not yet serving first, then the one on the least used node (among equal
 one serving longest).
 
 Cluster Autoscaler. A replica that fits nowhere makes the autoscaler launch a
-node (within the pool's maxSize) of the type with the lowest price per GPU it
-is expected to fill, ready `node_ready_seconds` later. A node with no replica
+node (within the pool's maxSize, counted over the pool's node groups together:
+stricter than the platform, where each group may reach it) of the type with the
+lowest price per GPU it is expected to fill (the platform's priority expander
+ranks the groups by price per GPU), ready `node_ready_seconds` later. A node with no replica
 for `scale_down_unneeded_seconds` (the autoscaler's default 10 minutes) goes,
 unless the pool's minSize or its warm headroom needs it. Nodes holding some
 replicas are never drained (the autoscaler could consolidate them; not doing
@@ -75,7 +77,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from multiprocessing.connection import Connection
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 
@@ -569,7 +573,7 @@ def _autoscaled_baseline(endpoints: Sequence[SimEndpoint], pools: Mapping[str, P
     return run.pool_cost, run.all_waits
 
 
-def _baseline_in_child(send, *args) -> None:  # type: ignore[no-untyped-def]
+def _baseline_in_child(send: Connection, *args: Any) -> None:
     try:
         send.send(_autoscaled_baseline(*args))
     except BaseException as error:  # handed to the parent, which raises it
@@ -990,8 +994,8 @@ class _Run:
         # Close what is still running at the window's end.
         self.step_index = steps
         for node in self.nodes.values():
-            pool = self._group_of_node[node.id].pool
-            self.node_steps[self.pool_row[pool]][node.type_index] += steps - node.launched_step
+            pool_name = self._group_of_node[node.id].pool
+            self.node_steps[self.pool_row[pool_name]][node.type_index] += steps - node.launched_step
         for i in range(n):
             for r in self.start[i] + self.serve[i]:
                 if r.node is not None:
