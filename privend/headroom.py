@@ -36,7 +36,7 @@ from typing import Any
 
 from privend.config import EnvironmentConfig
 from privend.nodes import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TAINT_VALUE, POOL_LABEL, TENANT_LABEL, Taint
-from privend.render import RESTRICTED_POD_SECURITY
+from privend.render import RESTRICTED_POD_SECURITY, restricted_container_security
 from privend.versions import PAUSE_IMAGE
 
 NAMESPACE = "privend-headroom"
@@ -131,13 +131,7 @@ def placeholder_deployment(pool: str, pods: int, image: str = PAUSE_IMAGE, pod_g
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "resources": resources(pod_gpus),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
     }
     pod = {
         "priorityClassName": PRIORITY_CLASS,

@@ -27,7 +27,12 @@ import yaml
 from privend.billing.agent_config import render_agent_config
 from privend.config import EnvironmentConfig
 from privend.nodes import POOL_LABEL, SYSTEM_POOL
-from privend.render import METERING_COLLECTOR_LABELS, METERING_NAMESPACE, RESTRICTED_POD_SECURITY
+from privend.render import (
+    METERING_COLLECTOR_LABELS,
+    METERING_NAMESPACE,
+    RESTRICTED_POD_SECURITY,
+    restricted_container_security,
+)
 from privend.versions import CLOUDWATCH_AGENT_IMAGE
 
 NAMESPACE = METERING_NAMESPACE
@@ -184,13 +189,7 @@ def deployment(agent: str, rendered: dict[str, Any], image: str = CLOUDWATCH_AGE
             {"name": "CWAGENT_USAGE_DATA", "value": "false"},
         ],
         "resources": RESOURCES,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "agent-config", "mountPath": AGENT_CONFIG_DIR, "readOnly": True},
             {"name": "prometheus-config", "mountPath": posixpath.dirname(scrape_path), "readOnly": True},

@@ -173,6 +173,12 @@ RESTRICTED_POD_SECURITY = {
 }
 
 
+def restricted_container_security(**extra: object) -> dict:
+    """A container's securityContext under the restricted standard (plus `extra`, e.g. runAsUser)."""
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True, **extra,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def namespace(ctx: RenderContext) -> dict:
     labels = {**ctx.labels, **RESTRICTED_POD_SECURITY}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ctx.names.namespace, "labels": labels}}
@@ -298,11 +304,7 @@ def deployment(ctx: RenderContext, with_hf_token: bool) -> dict:
                            "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": engine.health_path, "port": "http"}, "periodSeconds": 30,
                           "failureThreshold": 4, "timeoutSeconds": 5},
-        "securityContext": {
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-            "runAsUser": ENGINE_UID, "runAsGroup": ENGINE_UID,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(runAsUser=ENGINE_UID, runAsGroup=ENGINE_UID),
         "volumeMounts": volume_mounts,
     }
     if spec.engine == "tgi":
@@ -495,10 +497,7 @@ def gateway_deployment(ctx: RenderContext) -> dict:
         "startupProbe": {**probe, "failureThreshold": 24},
         "readinessProbe": {**probe, "failureThreshold": 2},
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 3},
-        "securityContext": {
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "config", "mountPath": gateway.CONFIG_DIR, "readOnly": True},
             # A directory mount, not subPath: the kubelet's atomic swap of the Secret is what Envoy watches.
