@@ -165,7 +165,7 @@ def main() -> None:
         saving = (at_peak - pooled) / at_peak * 100
         over_bound = (pooled - bound) / bound * 100
         w = result.waits
-        ready = 100.0 if not w.count else 100 * (w.count - w.waited_for_node) / w.count
+        ready = w.ready_percent
         print(f"  pooled                 ${pooled:>14,.2f}  (attributed ${sum(p.attributed_cost for p in result.pools):,.2f}, "
               f"platform overhead ${sum(p.overhead_cost for p in result.pools):,.2f}, of it warm headroom "
               f"${sum(p.headroom_cost for p in result.pools):,.2f})")

@@ -77,6 +77,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from fractions import Fraction
 from multiprocessing.connection import Connection
 from operator import attrgetter
 from typing import Any
@@ -155,6 +156,15 @@ class Waits:
             return cls(0, 0, 0.0, 0.0, 0.0)
         a = np.asarray(waits)
         return cls(len(waits), for_node, float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(a.max()))
+
+    @property
+    def ready_share(self) -> Fraction:
+        """Scale-ups that did not wait for a node, of all (1 when there were none)."""
+        return Fraction(self.count - self.waited_for_node, self.count) if self.count else Fraction(1)
+
+    @property
+    def ready_percent(self) -> float:
+        return float(self.ready_share * 100)
 
     def to_dict(self) -> dict:
         return {"count": self.count, "waited_for_node": self.waited_for_node, "p50_seconds": round(self.p50_seconds, 1),
@@ -284,9 +294,8 @@ class SimulationResult:
 
 
 def _ready_share(waits: Waits) -> str:
-    if not waits.count:
-        return "100.0"
-    return str((Decimal(waits.count - waits.waited_for_node) / waits.count * 100).quantize(Decimal("0.1")))
+    share = waits.ready_share
+    return str((Decimal(share.numerator) / share.denominator * 100).quantize(Decimal("0.1")))
 
 
 # ---------------------------------------------------------------------------
@@ -543,8 +552,7 @@ def _choose_pool_headroom(name: str, pool: PoolSpec, members: list[SimEndpoint],
             run = _Run(members, {name: pool}, traffic, {name: n}, cold_start, catalog, bounds=False,
                        pod_gpus={name: k}).run()
             result, waits = run.pool_result(name), run.all_waits
-            share = 100.0 if not waits.count else 100 * (waits.count - waits.waited_for_node) / waits.count
-            trials[n] = HeadroomTrial(n, share, waits.count, result.cost, result.headroom_cost)
+            trials[n] = HeadroomTrial(n, waits.ready_percent, waits.count, result.cost, result.headroom_cost)
         return trials[n]
 
     most = max(0, limit // k)
