@@ -309,12 +309,13 @@ def _ready_share(waits: Waits) -> str:
 
 
 class _Node:
-    __slots__ = ("id", "type", "type_index", "gpus", "ready_at", "launched_step", "used", "replicas",
+    __slots__ = ("id", "group", "type", "type_index", "gpus", "ready_at", "launched_step", "used", "replicas",
                  "empty_since", "images", "removed")
 
-    def __init__(self, node_id: int, type_: GpuInstanceType, type_index: int, ready_at: float,
+    def __init__(self, node_id: int, group: _Group, type_: GpuInstanceType, type_index: int, ready_at: float,
                  launched_step: int) -> None:
         self.id = node_id
+        self.group = group
         self.type = type_
         self.type_index = type_index
         self.gpus = type_.gpus
@@ -647,9 +648,8 @@ class _Run:
         self.step_index = 0
         self.node_heap: list[tuple[float, int, _Node]] = []
         self.replica_heap: list[tuple[float, int, _Replica]] = []
-        self.unneeded_heap: list[tuple[float, int, float, _Node, _Group]] = []
+        self.unneeded_heap: list[tuple[float, int, float, _Node]] = []
         self.blocked_groups: dict[tuple[str, str | None], _Group] = {}
-        self._group_of_node: dict[int, _Group] = {}
         self._type_choice: dict[tuple[str, int, int], GpuInstanceType | None] = {}
         # Every placement: its endpoint, its wait and whether it waited for a node.
         self.wait_endpoint = array("i")
@@ -686,31 +686,30 @@ class _Run:
         if type_ is None:
             return None
         ready_at = now if ready else now + self.cold.node_ready_seconds(type_)
-        node = _Node(self.next_node, type_, self.type_index[type_.name], ready_at, self.step_index)
+        node = _Node(self.next_node, group, type_, self.type_index[type_.name], ready_at, self.step_index)
         self.next_node += 1
         self.nodes[node.id] = node
-        self._group_of_node[node.id] = group
         if ready:
             group.ready_by_free[node.gpus][node.id] = node
         else:
             group.booting[node.id] = node
             heapq.heappush(self.node_heap, (ready_at, node.id, node))
         group.free_total += node.gpus
-        self._now_empty(group, node, now)
+        self._now_empty(node, now)
         self.pool_nodes[pool] += 1
         self.touched.add(pool)
         return node
 
-    def _now_empty(self, group: _Group, node: _Node, now: float) -> None:
+    def _now_empty(self, node: _Node, now: float) -> None:
         node.empty_since = now
         due = max(now + self.cold.scale_down_unneeded_seconds, node.ready_at)
-        heapq.heappush(self.unneeded_heap, (due, node.id, now, node, group))
+        heapq.heappush(self.unneeded_heap, (due, node.id, now, node))
 
     def _node_ready(self, now: float) -> None:
         heap = self.node_heap
         while heap and heap[0][0] <= now:
             node = heapq.heappop(heap)[2]
-            group = self._group_of_node[node.id]
+            group = node.group
             del group.booting[node.id]
             group.ready_by_free[node.free][node.id] = node
 
@@ -739,7 +738,7 @@ class _Run:
         else:
             node.replicas -= 1
             if not node.replicas:
-                self._now_empty(group, node, now)
+                self._now_empty(node, now)
 
     def _best_fit(self, group: _Group, size: int) -> _Node | None:
         """The ready node with the least free GPUs that holds `size`; else the booting one ready first."""
@@ -759,7 +758,8 @@ class _Run:
         """Remove nodes empty for the unneeded time, unless the pool's minSize or warm headroom needs them."""
         heap = self.unneeded_heap
         while heap and heap[0][0] <= now:
-            _, _, since, node, group = heapq.heappop(heap)
+            _, _, since, node = heapq.heappop(heap)
+            group = node.group
             if node.removed or node.empty_since != since:
                 continue  # it took a replica since; a later entry covers its next empty spell
             if not self._try_remove(group, node):
@@ -1002,7 +1002,7 @@ class _Run:
         # Close what is still running at the window's end.
         self.step_index = steps
         for node in self.nodes.values():
-            pool_name = self._group_of_node[node.id].pool
+            pool_name = node.group.pool
             self.node_steps[self.pool_row[pool_name]][node.type_index] += steps - node.launched_step
         for i in range(n):
             for r in self.start[i] + self.serve[i]:
