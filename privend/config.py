@@ -122,19 +122,6 @@ class GpuPool(_Scaling):
     def _name(cls, value: str) -> str:
         return dns_label(value, "pool name", POOL_NAME_MAX)
 
-    @model_validator(mode="after")
-    def _headroom(self) -> "GpuPool":
-        k = self.warm_headroom_pod_gpus
-        if self.warm_headroom_gpus % k:
-            raise ValueError(f"warmHeadroomGpus ({self.warm_headroom_gpus}) must be a multiple of "
-                             f"warmHeadroomPodGpus ({k})")
-        biggest = max(gpu_catalog().instances[t].gpus for t in self.instance_types
-                      if t in gpu_catalog().instances) if self.instance_types else 0
-        if biggest and k > biggest:
-            raise ValueError(f"warmHeadroomPodGpus ({k}) is more than the pool's largest instance type holds "
-                             f"({biggest} GPUs)")
-        return self
-
     @field_validator("instance_types")
     @classmethod
     def _instance_types(cls, value: list[str]) -> list[str]:
@@ -160,6 +147,13 @@ class GpuPool(_Scaling):
 
     @model_validator(mode="after")
     def _headroom_fits(self) -> "GpuPool":
+        k = self.warm_headroom_pod_gpus
+        if self.warm_headroom_gpus % k:
+            raise ValueError(f"warmHeadroomGpus ({self.warm_headroom_gpus}) must be a multiple of "
+                             f"warmHeadroomPodGpus ({k})")
+        if k > self.gpus_per_node_max:
+            raise ValueError(f"warmHeadroomPodGpus ({k}) is more than the pool's largest instance type holds "
+                             f"({self.gpus_per_node_max} GPUs)")
         # Placeholders the pool cannot hold even at maxSize would keep it at maxSize for good, and still be Pending.
         most = self.max_size * self.gpus_per_node_max
         if self.warm_headroom_gpus > most:

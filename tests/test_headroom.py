@@ -249,3 +249,9 @@ def test_placeholders_of_several_gpus_hold_the_headroom_in_whole_pods(monkeypatc
     assert_one_line_error(run("plan", "--env", "dev"), 2,
                           "Pulumi.dev.yaml: privend:gpuPools[0]: warmHeadroomGpus (7) must be a multiple of "
                           "warmHeadroomPodGpus (2)")
+    # A placeholder larger than the pool's largest node could never run.
+    path.write_text(path.read_text().replace("warmHeadroomGpus: 7\n      warmHeadroomPodGpus: 2",
+                                             "warmHeadroomGpus: 8\n      warmHeadroomPodGpus: 8"))
+    assert_one_line_error(run("plan", "--env", "dev"), 2,
+                          "Pulumi.dev.yaml: privend:gpuPools[0]: warmHeadroomPodGpus (8) is more than the pool's "
+                          "largest instance type holds (4 GPUs)")

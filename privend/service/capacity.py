@@ -16,7 +16,7 @@ from privend.config import MAX_POOL_NODES, MAX_WARM_HEADROOM_GPUS, EnvironmentCo
 from privend.cost import CostEstimate
 from privend.billing.periods import check_period, period_bounds, period_of, previous_period
 from privend.demand import PoolBounds, estimate_for, plan_for, pool_bounds, pools_for, sim_endpoint_of
-from privend.catalog import gpu_catalog, model_catalog
+from privend.catalog import model_catalog
 from privend.errors import InputError
 from privend.simulator import HeadroomChoice, SimEndpoint, SimulationResult, choose_headroom, simulate
 from privend.spec import EndpointSpec
@@ -105,8 +105,8 @@ def propose_bounds(app: App, env: str, source: TrafficSource | None = None,
     pools = {name: replace(spec, min_size=planned[name].new_min, max_size=MAX_POOL_NODES)
              for name, spec in pools_for(cfg).items()}
     choices = choose_headroom(replay.endpoints, pools, replay.traffic, target_percent, limit=MAX_WARM_HEADROOM_GPUS)
-    largest = {p.name: max(gpu_catalog().get(t).gpus for t in p.instance_types) for p in cfg.gpu_pools}
-    bounds = pool_bounds(cfg, plan, running, {name: -(-c.gpus // largest[name]) for name, c in choices.items()})
+    bounds = pool_bounds(cfg, plan, running,
+                         {p.name: -(-choices[p.name].gpus // p.gpus_per_node_max) for p in cfg.gpu_pools})
     headroom: dict[str, dict[str, int]] = {}
     for pool in cfg.gpu_pools:
         c = choices[pool.name]
