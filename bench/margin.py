@@ -43,8 +43,8 @@ from pooling import MONDAY, POOLS, fleet  # noqa: E402  (bench/pooling.py, this 
 from privend.billing.plans import Plan, load_plans  # noqa: E402
 from privend.billing.rating import Window, cents_to_decimal, rate_window  # noqa: E402
 from privend.catalog import gpu_catalog  # noqa: E402
-from privend.cost import HOURS_PER_MONTH  # noqa: E402
-from privend.margin import cents, network_cost, percent  # noqa: E402
+from privend.cost import HOURS_PER_MONTH, cents  # noqa: E402
+from privend.margin import network_cost, percent  # noqa: E402
 from privend.simulator import choose_headroom, simulate  # noqa: E402
 from privend.traffic import synthetic  # noqa: E402
 

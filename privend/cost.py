@@ -111,7 +111,7 @@ class EndpointCost:
     @property
     def spot_compute_monthly(self) -> Decimal | None:
         """Compute at minimum scale on spot (SPOT_PRICE_FACTOR x on-demand); None for an on-demand pool."""
-        return _cents(self.compute_monthly * SPOT_PRICE_FACTOR) if self.capacity_type == "spot" else None
+        return cents(self.compute_monthly * SPOT_PRICE_FACTOR) if self.capacity_type == "spot" else None
 
     @property
     def spot_total_monthly(self) -> Decimal | None:
@@ -246,7 +246,7 @@ class PoolCost:
     @property
     def spot_monthly(self) -> Decimal | None:
         """The minimum-scale cost on spot (SPOT_PRICE_FACTOR x on-demand); None for an on-demand pool."""
-        return _cents(self.monthly * SPOT_PRICE_FACTOR) if self.capacity_type == "spot" else None
+        return cents(self.monthly * SPOT_PRICE_FACTOR) if self.capacity_type == "spot" else None
 
     def to_dict(self) -> dict:
         spot = self.spot_monthly
@@ -384,8 +384,8 @@ def estimate_costs(
     catalog = catalog or gpu_catalog()
     warm_headroom = warm_headroom or {}
     headroom_pod_gpus = headroom_pod_gpus or {}
-    nlb_monthly = _cents((NLB_HOURLY + NLB_NLCU_HOURLY * nlcu_per_hour) * HOURS_PER_MONTH)
-    privatelink_monthly = _cents(INTERFACE_ENDPOINT_HOURLY_PER_AZ * availability_zones * HOURS_PER_MONTH)
+    nlb_monthly = cents(nlb_hourly(nlcu_per_hour) * HOURS_PER_MONTH)
+    privatelink_monthly = cents(privatelink_hourly(availability_zones) * HOURS_PER_MONTH)
 
     attributed: dict[Scale, dict[str, _Attributed]] = {"min": {}, "max": {}}
     types_at_min: dict[str, dict[str, int]] = {}
@@ -427,7 +427,7 @@ def estimate_costs(
                 baseline_instance_type=baseline.name,
                 baseline_instances=instances,
                 baseline_peak_replicas=demand.max_replicas,
-                baseline_compute_monthly=_cents(baseline.on_demand_hourly * instances * HOURS_PER_MONTH),
+                baseline_compute_monthly=cents(baseline.on_demand_hourly * instances * HOURS_PER_MONTH),
                 prices_read_on=catalog.prices_read_on,
             )
         )
@@ -501,8 +501,8 @@ def _pool_at(pool_plan: PoolPlan, scale: Scale, headroom_gpus: int, pod_gpus: in
                           Decimal(0))
 
     month = Fraction(HOURS_PER_MONTH)
-    shares = {endpoint: _Attributed(_cents_of((held[endpoint] + idle_share[endpoint]) * month),
-                                    _cents_of(idle_share[endpoint] * month))
+    shares = {endpoint: _Attributed(cents((held[endpoint] + idle_share[endpoint]) * month),
+                                    cents(idle_share[endpoint] * month))
               for endpoint in held}
     cost = PoolScaleCost(
         scale=scale,
@@ -511,9 +511,9 @@ def _pool_at(pool_plan: PoolPlan, scale: Scale, headroom_gpus: int, pod_gpus: in
         headroom_nodes=headroom_nodes,
         hourly=placed.on_demand_hourly + floor_hourly + headroom_hourly,
         attributed_monthly=sum((s.compute for s in shares.values()), Decimal("0.00")),
-        idle_gpus_monthly=_cents_of(shared_idle * month),
-        floor_nodes_monthly=_cents(floor_hourly * HOURS_PER_MONTH),
-        warm_headroom_monthly=_cents(headroom_hourly * HOURS_PER_MONTH),
+        idle_gpus_monthly=cents(shared_idle * month),
+        floor_nodes_monthly=cents(floor_hourly * HOURS_PER_MONTH),
+        warm_headroom_monthly=cents(headroom_hourly * HOURS_PER_MONTH),
     )
     return cost, shares
 
@@ -551,9 +551,18 @@ def _saving(baseline: Decimal, pooled: Decimal) -> Fraction:
     return Fraction(baseline - pooled) / Fraction(baseline)
 
 
-def _cents_of(amount: Fraction) -> Decimal:
-    return _cents(Decimal(amount.numerator) / Decimal(amount.denominator))
-
-
-def _cents(amount: Decimal) -> Decimal:
+def cents(amount: Decimal | Fraction) -> Decimal:
+    """`amount` rounded half-even to cents, once (a Fraction exactly)."""
+    if isinstance(amount, Fraction):
+        return Decimal(round(amount * 100)).scaleb(-2)  # Fraction rounds halves to even
     return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def nlb_hourly(nlcu_per_hour: Decimal = DEFAULT_NLCU_PER_HOUR) -> Decimal:
+    """One endpoint's internal NLB per hour: the load balancer and its NLCU-hours."""
+    return NLB_HOURLY + NLB_NLCU_HOURLY * nlcu_per_hour
+
+
+def privatelink_hourly(availability_zones: int = DEFAULT_AVAILABILITY_ZONES) -> Decimal:
+    """One endpoint's PrivateLink interface endpoint per hour, in `availability_zones` AZs."""
+    return INTERFACE_ENDPOINT_HOURLY_PER_AZ * availability_zones

@@ -36,27 +36,22 @@ from privend.cost import (
     NETWORK_PRICES_REGION,
     NLB_HOURLY,
     NLB_NLCU_HOURLY,
+    cents,
+    nlb_hourly,
+    privatelink_hourly,
 )
 from privend.errors import PrivendError
 from privend.registry.billing import SubscriptionSegment, to_us
 
 CURRENCY = "USD"  # the currency of the GPU catalog's and the network's prices
-CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 US_PER_HOUR = 3_600_000_000
-
-
-def cents(amount: Decimal | Fraction) -> Decimal:
-    """`amount` rounded half-even to cents, once."""
-    if isinstance(amount, Fraction):
-        return cents_to_decimal(round(amount * 100))  # Fraction rounds halves to even
-    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
 def network_hourly(availability_zones: int = DEFAULT_AVAILABILITY_ZONES,
                    nlcu_per_hour: Decimal = DEFAULT_NLCU_PER_HOUR) -> Decimal:
     """One endpoint's NLB (hourly plus its NLCU-hours) and interface endpoint (per AZ), per hour."""
-    return NLB_HOURLY + NLB_NLCU_HOURLY * nlcu_per_hour + INTERFACE_ENDPOINT_HOURLY_PER_AZ * availability_zones
+    return nlb_hourly(nlcu_per_hour) + privatelink_hourly(availability_zones)
 
 
 def network_cost(subscribed_us: int, availability_zones: int = DEFAULT_AVAILABILITY_ZONES,
