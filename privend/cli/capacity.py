@@ -10,7 +10,7 @@ import click
 
 from privend.cli import env_option, format_option, pass_app
 from privend.cli.render import emit_json, emit_table
-from privend.cost import SPOT_PRICE_FACTOR, CostEstimate, PoolCost, PoolScaleCost
+from privend.cost import HOURS_PER_MONTH, SPOT_PRICE_FACTOR, CostEstimate, PoolCost, PoolScaleCost
 from privend.errors import InputError
 from privend.service import capacity as capacity_service
 from privend.service.app import App
@@ -209,8 +209,7 @@ def apply(app: App, env, traces, period, seed, target_percent, yes) -> None:
     which --target percent of the simulated scale-ups start on a warm node.
     Shows the diff and the headroom's cost, and asks first.
     """
-    given = [name for name, value in (("--traffic", traces), ("--period", period), ("--synthetic", seed))
-             if value is not None]
+    given = _sources_given(traces, period, seed)
     if len(given) > 1:
         raise click.UsageError(f"give at most one of --traffic, --period, --synthetic (got {', '.join(given)})")
     source = (capacity_service.TrafficSource(traces=traces, period=period, seed=seed) if given else None)
@@ -239,12 +238,18 @@ def apply(app: App, env, traces, period, seed, target_percent, yes) -> None:
                "placeholders to the pools")
 
 
+def _sources_given(traces, period, seed) -> list[str]:
+    """The traffic-source options given (--traffic, --period, --synthetic), in that order."""
+    return [name for name, value in (("--traffic", traces), ("--period", period), ("--synthetic", seed))
+            if value is not None]
+
+
 def headroom_lines(change: capacity_service.BoundsChange) -> list[str]:
     """One line per pool: the warm headroom chosen, the share of ready scale-ups, and what it costs."""
     lines = [f"warm headroom sized on {change.traffic} ({change.window_hours:,.0f} h simulated, on-demand prices)"]
     if change.unsimulated:
         lines.append(f"not simulated (model outside the catalog, throughput unknown): {', '.join(change.unsimulated)}")
-    month = Decimal(730) / Decimal(str(change.window_hours)) if change.window_hours else Decimal(0)
+    month = HOURS_PER_MONTH / Decimal(str(change.window_hours)) if change.window_hours else Decimal(0)
     for name, choice in change.headroom.items():
         chosen, without = choice.chosen, choice.without
         verdict = ("meets" if choice.met else "misses") + f" the {choice.target_percent:g} % target"
@@ -282,8 +287,7 @@ def _instant(ctx, param, value):
 @pass_app
 def simulate(app: App, env, traces, period, seed, start, end, step_seconds, fmt) -> None:
     """Replay traffic through the pools: autoscaling, cold starts, and cost against dedicated baselines."""
-    given = [name for name, value in (("--traffic", traces), ("--period", period), ("--synthetic", seed))
-             if value is not None]
+    given = _sources_given(traces, period, seed)
     if len(given) != 1:
         raise click.UsageError("give exactly one of --traffic DIR, --period YYYY-MM, --synthetic SEED"
                                + (f" (got {', '.join(given)})" if given else ""))
