@@ -808,17 +808,9 @@ class _Run:
         i = r.endpoint
         group = self.group_of[i]
         size = self.gpus[i]
-        node = None
-        buckets = group.ready_by_free
-        for free in range(size, len(buckets)):
-            bucket = buckets[free]
-            if bucket:
-                node = next(iter(bucket.values()))
-                break
-        else:
-            node = self._best_fit(group, size) or self._launch(group, size, expected, now)
-            if node is None:
-                return False
+        node = self._best_fit(group, size) or self._launch(group, size, expected, now)
+        if node is None:
+            return False
         # Waited for a node: the node was not ready when the replica was wanted, or the pool was at maxSize.
         waited_for_node = node.ready_at > r.wanted_at or now > r.wanted_at
         self._take(group, node, size, now)
