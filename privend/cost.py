@@ -18,7 +18,8 @@ estimate carries the date its prices were read. The rules:
   of shared nodes (fragmentation), the nodes the pool's min_size keeps beyond
   the plan (floor nodes, priced as the pool's first instance type), and the
   nodes added for the pool's warm headroom (`warmHeadroomGpus`: GPUs kept free on
-  shared nodes; idle GPUs of shared nodes and floor nodes count towards it, and
+  shared nodes in placeholders of `warmHeadroomPodGpus` GPUs, each on one node;
+  the room idle GPUs of shared nodes and floor nodes have counts towards it, and
   only the rest is bought, as the cheapest set of the pool's types that holds it).
 - Rounding: each endpoint's figure and each overhead part is rounded to cents on
   its own (half even); a pool's monthly cost is the sum of those parts.
@@ -442,21 +443,26 @@ def estimate_costs(
     )
 
 
-def dedicated_at_peak(demand: Demand, pool: PoolSpec, catalog: GpuCatalog) -> tuple[GpuInstanceType, int]:
-    """The instance type and count of `demand`'s dedicated-at-peak baseline, its peak taken as replicas MAX.
-
-    The cheapest catalog type with the pool's GPU model that holds one replica (the
-    simulator's rule), as many as hold MAX replicas (several per instance where they fit).
-    """
+def dedicated_instance(demand: Demand, pool: PoolSpec, catalog: GpuCatalog) -> GpuInstanceType:
+    """The instance type of `demand`'s dedicated baselines: the cheapest catalog type with the pool's GPU
+    model that holds one replica (among equals the larger, then by name)."""
     gpu_model = catalog.get(pool.instance_types[0]).gpu_model
     fitting = [it for it in catalog.instances.values()
                if it.gpu_model == gpu_model and it.gpus >= demand.gpus_per_replica]
     if not fitting:
         raise InputError(f"endpoint {demand.endpoint!r}: no {gpu_model} instance type holds "
                          f"{demand.gpus_per_replica} GPUs")
-    cheapest = min(fitting, key=lambda it: (it.on_demand_hourly, -it.gpus, it.name))
+    return min(fitting, key=lambda it: (it.on_demand_hourly, -it.gpus, it.name))
+
+
+def dedicated_at_peak(demand: Demand, pool: PoolSpec, catalog: GpuCatalog,
+                      peak_replicas: int | None = None) -> tuple[GpuInstanceType, int]:
+    """The instance type and count of `demand`'s dedicated-at-peak baseline: `dedicated_instance`, as many
+    as hold `peak_replicas` (default: replicas MAX; several per instance where they fit)."""
+    cheapest = dedicated_instance(demand, pool, catalog)
     per_instance = cheapest.gpus // demand.gpus_per_replica
-    return cheapest, math.ceil(demand.max_replicas / per_instance)
+    peak = demand.max_replicas if peak_replicas is None else peak_replicas
+    return cheapest, math.ceil(peak / per_instance)
 
 
 @dataclass(frozen=True)

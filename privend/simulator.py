@@ -87,6 +87,7 @@ import numpy as np
 from privend.autoscaling import ScalingPolicy, scaling_policy
 from privend.capacity import Demand, PoolSpec
 from privend.catalog import GpuCatalog, GpuInstanceType, gpu_catalog
+from privend.cost import dedicated_at_peak, dedicated_instance
 from privend.errors import InputError
 from privend.traffic import Traffic
 
@@ -449,10 +450,9 @@ def simulate(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec], tr
     results = []
     for e in endpoints:
         stats = pooled.endpoint_stats[e.name]
-        ded_type = _cheapest_holding_one(e, pools[e.demand.pool], catalog)
-        per_instance = ded_type.gpus // e.demand.gpus_per_replica
         peak = max(1, e.demand.min_replicas, stats["peak_work"])
-        at_peak = (math.ceil(peak / per_instance) * ded_type.on_demand_hourly * hours).quantize(CENT)
+        ded_type, instances = dedicated_at_peak(e.demand, pools[e.demand.pool], catalog, peak)
+        at_peak = (instances * ded_type.on_demand_hourly * hours).quantize(CENT)
         results.append(EndpointResult(
             name=e.name, tenant=e.demand.tenant, pool=e.demand.pool,
             replica_prefill_tokens_per_second=e.prefill_tokens_per_second,
@@ -595,21 +595,12 @@ def _dedicated_pool_name(e: SimEndpoint) -> str:
     return f"dedicated/{e.name}"
 
 
-def _cheapest_holding_one(e: SimEndpoint, pool: PoolSpec, catalog: GpuCatalog) -> GpuInstanceType:
-    gpu_model = catalog.get(pool.instance_types[0]).gpu_model
-    candidates = [t for t in catalog.instances.values()
-                  if t.gpu_model == gpu_model and t.gpus >= e.demand.gpus_per_replica]
-    if not candidates:
-        raise InputError(f"endpoint {e.name!r}: no {gpu_model} instance type holds {e.demand.gpus_per_replica} GPUs")
-    return min(candidates, key=lambda t: (t.on_demand_hourly, -t.gpus, t.name))
-
-
 def _dedicated_fleet(endpoints: Sequence[SimEndpoint], pools: Mapping[str, PoolSpec],
                      catalog: GpuCatalog) -> tuple[list[SimEndpoint], dict[str, PoolSpec]]:
     out, out_pools = [], {}
     for e in endpoints:
         name = _dedicated_pool_name(e)
-        type_ = _cheapest_holding_one(e, pools[e.demand.pool], catalog)
+        type_ = dedicated_instance(e.demand, pools[e.demand.pool], catalog)
         out_pools[name] = PoolSpec(name, (type_.name,), "on-demand", 0, max(1, e.demand.max_replicas))
         out.append(replace(e, demand=replace(e.demand, pool=name, tenant=e.name, tier="dedicated")))
     return out, out_pools
