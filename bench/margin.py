@@ -132,7 +132,7 @@ def main() -> None:
         tokens = float(traffic.context_tokens[e.name].sum() + traffic.generated_tokens[e.name].sum()) \
             if e.name in traffic.context_tokens else 0.0
         monthly_tokens[e.name] = round(Fraction(tokens) * to_month)
-    overhead = cents(Fraction(sum((p.overhead_cost for p in result.pools), Decimal(0))) * to_month)
+    overhead = cents(Fraction(result.overhead_cost) * to_month)
     assignments = {
         "sized": lambda i, name: plan_for(monthly_tokens[name], plans),
         "round-robin": lambda i, name: plans[i % len(plans)],
@@ -154,8 +154,7 @@ def main() -> None:
               f"({ASSIGNMENTS[label]}), USD a month")
         print_table(rows, plans, overhead)
     print(f"\npooled cost of the window ${result.pooled_cost:,.2f} (attributed "
-          f"${sum(p.attributed_cost for p in result.pools):,.2f}, overhead "
-          f"${sum(p.overhead_cost for p in result.pools):,.2f}); simulation {seconds:.1f} s")
+          f"${result.attributed_cost:,.2f}, overhead ${result.overhead_cost:,.2f}); simulation {seconds:.1f} s")
 
 
 if __name__ == "__main__":

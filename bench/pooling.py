@@ -166,9 +166,8 @@ def main() -> None:
         over_bound = (pooled - bound) / bound * 100
         w = result.waits
         ready = w.ready_percent
-        print(f"  pooled                 ${pooled:>14,.2f}  (attributed ${sum(p.attributed_cost for p in result.pools):,.2f}, "
-              f"platform overhead ${sum(p.overhead_cost for p in result.pools):,.2f}, of it warm headroom "
-              f"${sum(p.headroom_cost for p in result.pools):,.2f})")
+        print(f"  pooled                 ${pooled:>14,.2f}  (attributed ${result.attributed_cost:,.2f}, "
+              f"platform overhead ${result.overhead_cost:,.2f}, of it warm headroom ${result.headroom_cost:,.2f})")
         print(f"  dedicated at peak      ${at_peak:>14,.2f}")
         dw = result.dedicated_autoscaled_waits
         print(f"  dedicated autoscaled   ${auto:>14,.2f}  (scale-ups waiting for a node: {dw.waited_for_node} of "

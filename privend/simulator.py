@@ -262,6 +262,20 @@ class SimulationResult:
     def lower_bound_cost(self) -> Decimal:
         return sum((p.lower_bound_cost for p in self.pools), Decimal(0))
 
+    @property
+    def attributed_cost(self) -> Decimal:
+        """What the pools' endpoints are attributed, all pools."""
+        return sum((p.attributed_cost for p in self.pools), Decimal(0))
+
+    @property
+    def overhead_cost(self) -> Decimal:
+        """The pools' platform overhead (warm headroom, floors, fragmentation), all pools."""
+        return sum((p.overhead_cost for p in self.pools), Decimal(0))
+
+    @property
+    def headroom_cost(self) -> Decimal:
+        return sum((p.headroom_cost for p in self.pools), Decimal(0))
+
     def saving_percent(self, baseline: Decimal) -> Decimal:
         if not baseline:
             return Decimal(0)
@@ -278,8 +292,8 @@ class SimulationResult:
             "pools": [p.to_dict() for p in self.pools],
             "fleet": {
                 "pooled": {"cost": str(pooled),
-                           "attributed_cost": str(sum((p.attributed_cost for p in self.pools), Decimal(0))),
-                           "overhead_cost": str(sum((p.overhead_cost for p in self.pools), Decimal(0))),
+                           "attributed_cost": str(self.attributed_cost),
+                           "overhead_cost": str(self.overhead_cost),
                            "cold_start_waits": waits.to_dict()},
                 "dedicated_at_peak": {"cost": str(peak)},
                 "dedicated_autoscaled": {"cost": str(auto),

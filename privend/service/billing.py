@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, TextIO
 
 from privend import aws
@@ -125,7 +124,7 @@ def margin_of_period(app: App, env: str, period: str) -> MarginReport:
     return margin_report(
         env=env, period=period, finalized=stored["finalized"], invoices=stored["invoices"],
         compute={e.name: Compute(e.tenant, e.attributed_cost) for e in result.endpoints},
-        overhead=sum((p.overhead_cost for p in result.pools), Decimal(0)), subscribed=subscribed,
+        overhead=result.overhead_cost, subscribed=subscribed,
         simulation_window=(result.start, result.end), prices_read_on=result.prices_read_on,
         availability_zones=cfg.az_count,
     )
